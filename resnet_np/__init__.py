@@ -1,0 +1,20 @@
+"""resnet_np: residual networks in NumPy with every intermediate and gradient in view."""
+from .blocks import DenseResidualBlock, ResidualBlock
+from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
+from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
+                     get_activation)
+from .losses import MSELoss, SoftmaxCrossEntropy
+from .models import residual_mlp
+from .optim import SGD
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
+    "get_activation",
+    "ResidualBlock", "DenseResidualBlock",
+    "residual_mlp",
+    "SoftmaxCrossEntropy", "MSELoss",
+    "SGD",
+    "numerical_gradient", "rel_error", "check_gradients", "GradReport",
+]

@@ -1,0 +1,97 @@
+"""Input validation with one message format for the whole library.
+
+Every error reads "<Where>: expected <X>, got <Y>. <How to fix>." so a student sees
+where it happened, what was wanted, what came, and what to try. ValueError is for
+values and shapes, TypeError for types. Nothing here uses `assert`.
+"""
+import numbers
+
+import numpy as np
+
+
+def message(where, expected, got, fix=""):
+    """Build the library's one error message format."""
+    text = f"{where}: expected {expected}, got {got}."
+    return f"{text} {fix}" if fix else text
+
+
+def as_generator(rng):
+    """Return a np.random.Generator from None, an int seed or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    raise TypeError(message("rng", "None, an int seed or np.random.Generator",
+                            type(rng).__name__))
+
+
+def check_int(value, name, where, minimum=1):
+    """Check that `value` is an int >= minimum and return it as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(message(where, f"{name} to be an int", repr(value)))
+    if value < minimum:
+        raise ValueError(message(where, f"{name} >= {minimum}", f"{name}={value}"))
+    return int(value)
+
+
+def check_float(value, name, where, minimum=0.0):
+    """Check that `value` is a finite real number >= minimum and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(message(where, f"{name} to be a number", repr(value)))
+    if not np.isfinite(value) or value < minimum:
+        raise ValueError(message(where, f"a finite {name} >= {minimum}", f"{name}={value}"))
+    return float(value)
+
+
+def check_choice(value, name, where, choices):
+    """Check that `value` is one of `choices` (compared with ==)."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(message(where, f"{name} one of {listed}", repr(value)))
+    return value
+
+
+def pair(value, name, where, minimum=1):
+    """Turn an int or a pair of ints into a tuple (a, b), each >= minimum."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(check_int(v, name, where, minimum) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        v = check_int(value, name, where, minimum)
+        return (v, v)
+    raise TypeError(message(where, f"{name} to be an int or a pair of ints", repr(value)))
+
+
+def check_array(x, where, ndim, layout, sizes=None, fix=""):
+    """Check a floating-point input array of `ndim` dimensions.
+
+    `layout` names the dimensions for the message, e.g. "(N, 3)" or "(N, C, H, W)".
+    `sizes` maps axis -> required size. Returns x unchanged.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(message(where, f"x to be a NumPy array of shape {layout}",
+                                type(x).__name__, "Convert it with np.asarray(x, dtype=np.float32)."))
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(message(where, "a floating-point array", f"dtype {x.dtype}",
+                                "Convert it with x.astype(np.float32)."))
+    shape_ok = x.ndim == ndim and all(x.shape[a] == s for a, s in (sizes or {}).items())
+    if not shape_ok:
+        raise ValueError(message(where, f"x of shape {layout}", str(x.shape), fix))
+    if x.shape[0] == 0:
+        raise ValueError(message(where, "a non-empty batch", f"shape {x.shape}"))
+    return x
+
+
+def check_labels(y, where, n, num_classes):
+    """Check integer class labels of shape (n,) with values in [0, num_classes)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(message(where, "integer class labels", f"dtype {y.dtype}",
+                                "Convert them with y.astype(np.int64)."))
+    if y.shape != (n,):
+        raise ValueError(message(where, f"labels of shape ({n},), one per example",
+                                 f"shape {y.shape}"))
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(message(where, f"labels in [0, {num_classes - 1}]",
+                                 f"values from {y.min()} to {y.max()}",
+                                 "Check num_classes of the last layer."))
+    return y
