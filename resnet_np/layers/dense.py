@@ -55,7 +55,7 @@ class Dense(Layer):
     def forward(self, x):
         check_array(x, f"Dense(in_features={self.in_features}).forward", 2,
                     f"(N, {self.in_features})", {1: self.in_features},
-                    "Did you forget Flatten() before Dense?" if x.ndim > 2
+                    "Did you forget Flatten() before Dense?" if np.ndim(x) > 2
                     else "Check in_features against the previous layer's output.")
         self.cache = {"x": x}
         out = x @ self.params["W"].T                      # (N, D_out)
