@@ -1,6 +1,7 @@
 """resnet_np: residual networks in NumPy with every intermediate and gradient in view."""
 from .blocks import DenseResidualBlock, ResidualBlock
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
+from .layers import Conv2d, col2im, im2col
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -16,5 +17,6 @@ __all__ = [
     "residual_mlp",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD",
+    "Conv2d", "im2col", "col2im",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
 ]

@@ -1,7 +1,10 @@
 """Layers with hand-written forward and backward passes."""
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from .base import Layer, Sequential
+from .conv import Conv2d
 from .dense import Dense
+from .im2col import col2im, im2col
 
 __all__ = ["Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
            "Identity", "get_activation"]
+__all__ += ["Conv2d", "im2col", "col2im"]

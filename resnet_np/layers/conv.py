@@ -1,0 +1,121 @@
+"""Conv2d: 2-D convolution (cross-correlation, as in PyTorch) by im2col and a matrix product."""
+import numpy as np
+
+from .._checks import as_generator, check_array, check_int, message, pair
+from .base import Layer
+from .dense import he_normal
+from .im2col import col2im, im2col, output_size
+
+
+class Conv2d(Layer):
+    """2-D convolution: out[n, o] = b[o] + sum over c of W[o, c] (*) x[n, c].
+
+    (*) is cross-correlation, as in PyTorch and every deep-learning library: the
+    kernel is not flipped.
+
+    Math
+    ----
+    With cols = im2col(x) (one column per output pixel, see resnet_np.layers.im2col)
+    and W2 = W.reshape(C_out, C_in * kH * kW):
+        forward:   out = W2 @ cols + b                (C_out, N * H_out * W_out)
+        backward:  dW2 = dout @ cols^T,  db = sum of dout over (N, H_out, W_out),
+                   dx = col2im(W2^T @ dout)
+    Ng writes one example with channels last; here images are NCHW, as in PyTorch.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (kH, kW)
+    stride : int or (sH, sW), default 1
+    padding : int or (pH, pW), default 0; zeros added on every side
+    bias : bool, default True (False before BatchNorm, whose beta plays that role)
+    rng : None, int or np.random.Generator
+        Source of the He-normal weights W ~ N(0, 2 / (C_in * kH * kW)); b = 0.
+
+    Shape
+    -----
+    x: (N, C_in, H, W)   out: (N, C_out, H_out, W_out)
+    W: (C_out, C_in, kH, kW)   b: (C_out,)
+    H_out = (H + 2 pH - kH) // sH + 1,   W_out = (W + 2 pW - kW) // sW + 1
+
+    Float32 input gives float32 output (no upcast); float64 works for gradient checks.
+
+    Example
+    -------
+    >>> conv = Conv2d(3, 16, kernel_size=3, padding=1, rng=0)
+    >>> conv
+    Conv2d(3, 16, kernel_size=3, padding=1)
+    >>> x = np.ones((2, 3, 8, 8), dtype=np.float32)
+    >>> conv(x).shape, conv(x).dtype
+    ((2, 16, 8, 8), dtype('float32'))
+    >>> conv.backward(np.ones((2, 16, 8, 8), dtype=np.float32)).shape
+    (2, 3, 8, 8)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias=True, rng=None):
+        super().__init__()
+        self.in_channels = check_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = check_int(out_channels, "out_channels", "Conv2d")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d", minimum=0)
+        self.bias = bool(bias)
+        kH, kW = self.kernel_size
+        fan_in = self.in_channels * kH * kW
+        rng = as_generator(rng)
+        self.add_param("W", he_normal(rng, (self.out_channels, self.in_channels, kH, kW), fan_in))
+        if self.bias:
+            self.add_param("b", np.zeros(self.out_channels, dtype=np.float32))
+
+    def _check_input(self, x):
+        where = f"{self!r}.forward"
+        C_in = self.in_channels
+        fix = "For a single image add the batch axis: x[None]." if np.ndim(x) == 3 else \
+              f"This layer has in_channels={C_in}; check the previous layer's out_channels."
+        check_array(x, where, 4, f"(N, {C_in}, H, W)", {1: C_in}, fix)
+        N, C, H, W = x.shape
+        (kH, kW), (pH, pW) = self.kernel_size, self.padding
+        if H + 2 * pH < kH or W + 2 * pW < kW:
+            raise ValueError(message(
+                where, f"a padded input at least as large as the kernel {kH}x{kW}",
+                f"{H}x{W} padded to {H + 2 * pH}x{W + 2 * pW}",
+                "Use a larger input, more padding or a smaller kernel_size."))
+
+    def forward(self, x):
+        self._check_input(x)
+        N, C_in, H, W = x.shape
+        (kH, kW), (sH, sW), (pH, pW) = self.kernel_size, self.stride, self.padding
+        H_out, W_out = output_size(H, kH, sH, pH), output_size(W, kW, sW, pW)
+        W2 = self.params["W"].reshape(self.out_channels, -1)          # (C_out, C_in*kH*kW)
+        dtype = np.result_type(x.dtype, W2.dtype)
+        cols = im2col(x.astype(dtype, copy=False), self.kernel_size, self.stride,
+                      self.padding)                                   # (C_in*kH*kW, N*H_out*W_out)
+        out = W2.astype(dtype, copy=False) @ cols                     # (C_out, N*H_out*W_out)
+        out = out.reshape(self.out_channels, N, H_out, W_out).transpose(1, 0, 2, 3)
+        out = np.ascontiguousarray(out)                               # (N, C_out, H_out, W_out)
+        if self.bias:
+            out += self.params["b"].astype(dtype, copy=False)[:, None, None]
+        self.cache = {"x": x}
+        return out
+
+    def backward(self, dout):
+        x = self._cached("x")                                         # (N, C_in, H, W)
+        C_out = self.out_channels
+        W = self.params["W"]
+        dtype = np.result_type(x.dtype, W.dtype)
+        cols = im2col(x.astype(dtype, copy=False), self.kernel_size, self.stride, self.padding)
+        dout2 = dout.astype(dtype, copy=False).transpose(1, 0, 2, 3).reshape(C_out, -1)
+        self.grads["W"] = (dout2 @ cols.T).reshape(W.shape).astype(W.dtype, copy=False)
+        if self.bias:
+            self.grads["b"] = dout.sum(axis=(0, 2, 3)).astype(W.dtype, copy=False)
+        dcols = W.reshape(C_out, -1).T.astype(dtype, copy=False) @ dout2
+        return col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self):
+        kH, kW = self.kernel_size
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={kH if kH == kW else (kH, kW)}"
+        for name, value, default in (("stride", self.stride, 1), ("padding", self.padding, 0)):
+            if value != (default, default):
+                text += f", {name}={value[0] if value[0] == value[1] else value}"
+        return text + ("" if self.bias else ", bias=False")
