@@ -73,7 +73,7 @@ def check_array(x, where, ndim, layout, sizes=None, fix=""):
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(message(where, "a floating-point array", f"dtype {x.dtype}",
                                 "Convert it with x.astype(np.float32)."))
-    shape_ok = x.ndim == ndim and all(x.shape[a] == s for a, s in (sizes or {}).items())
+    shape_ok = x.ndim == ndim >= 1 and all(x.shape[a] == s for a, s in (sizes or {}).items())
     if not shape_ok:
         raise ValueError(message(where, f"x of shape {layout}", str(x.shape), fix))
     if x.shape[0] == 0:
