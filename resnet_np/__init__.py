@@ -2,6 +2,7 @@
 from .blocks import DenseResidualBlock, ResidualBlock
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
 from .layers import Conv2d, col2im, im2col
+from .layers import BatchNorm1d, BatchNorm2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -18,5 +19,6 @@ __all__ = [
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD",
     "Conv2d", "im2col", "col2im",
+    "BatchNorm1d", "BatchNorm2d",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
 ]

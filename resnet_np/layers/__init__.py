@@ -1,6 +1,7 @@
 """Layers with hand-written forward and backward passes."""
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from .base import Layer, Sequential
+from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d
 from .dense import Dense
 from .im2col import col2im, im2col
@@ -8,3 +9,4 @@ from .im2col import col2im, im2col
 __all__ = ["Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
            "Identity", "get_activation"]
 __all__ += ["Conv2d", "im2col", "col2im"]
+__all__ += ["BatchNorm1d", "BatchNorm2d"]

@@ -1,0 +1,252 @@
+"""Batch normalisation: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+
+BatchNorm1d (features, (N, D)) and BatchNorm2d (images, (N, C, H, W)) are one
+layer. Both view their input as (N, C, L), with L = 1 for features and L = H*W for
+images, and take every statistic over axes (0, 2): all the M = N*L values of one
+channel. The only differences are the input layout they accept and the messages.
+"""
+import numpy as np
+
+from .._checks import check_array, check_float, check_int, message
+from .base import Layer
+
+
+def _channel_sum(a):
+    """Sum over axes (0, 2) of an (N, C, L) array -> (C,). One pass, no temporary."""
+    return np.einsum("ncl->c", a)
+
+
+def _channel_dot(a, b):
+    """sum over (0, 2) of a * b for two (N, C, L) arrays -> (C,), without forming a * b."""
+    return np.einsum("ncl,ncl->c", a, b)
+
+
+def _rows(v, L):
+    """Per-channel values (C,) as contiguous (C, L) rows, to broadcast over (N, C, L).
+
+    Same result as v[:, None]; NumPy broadcasts a contiguous (C, L) operand over N
+    about 1.5x faster than a (C, 1) one, and these are the hot loops of a ResNet.
+    """
+    return np.repeat(v, L).reshape(-1, L)
+
+
+class _BatchNorm(Layer):
+    """The shared implementation; subclasses set the layout they accept.
+
+    Forward in training mode (M = N*L values per channel):
+
+        mean = sum(x) / M          var = sum((x - mean)^2) / M      (biased)
+        xhat = (x - mean) / sqrt(var + eps)
+        y    = gamma * xhat + beta
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)
+
+    Backward in training mode (mean and var depend on every x of the channel):
+
+        dbeta  = sum(dy)           dgamma = sum(dy * xhat)
+        dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M)
+
+    In eval mode mean and var are the running statistics, constants, so the layer is
+    a per-channel affine map and dx = dy * gamma / sqrt(running_var + eps).
+    """
+
+    _ndim = None            # number of input dimensions
+    _layout = ""            # the input shape for messages, e.g. "(N, {C}, H, W)"
+    _wrong_ndim_fix = ""    # what to do when the number of dimensions is wrong
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = check_int(num_features, "num_features", name)
+        self.momentum = check_float(momentum, "momentum", name)
+        if self.momentum > 1:
+            raise ValueError(message(name, "momentum in [0, 1]", f"momentum={momentum}",
+                                     "PyTorch's default is 0.1."))
+        self.eps = check_float(eps, "eps", name)
+        C = self.num_features
+        self.add_param("gamma", np.ones(C, dtype=np.float32))
+        self.add_param("beta", np.zeros(C, dtype=np.float32))
+        self.buffers["running_mean"] = np.zeros(C, dtype=np.float32)
+        self.buffers["running_var"] = np.ones(C, dtype=np.float32)
+
+    def _as_ncl(self, x):
+        """Check x and return its (N, C, L) view (a copy only if x is not contiguous)."""
+        C = self.num_features
+        where = f"{self!r}.forward"
+        layout = self._layout.format(C=C)
+        fix = self._wrong_ndim_fix if np.ndim(x) != self._ndim else \
+            f"Set num_features to the number of channels of the previous layer ({np.shape(x)[1]})."
+        check_array(x, where, self._ndim, layout, {1: C}, fix)
+        N = x.shape[0]
+        x3 = x.reshape(N, C, -1)                               # (N, C, L)
+        if self.training and N * x3.shape[2] < 2:
+            raise ValueError(message(
+                where, "more than 1 value per channel when training", f"x of shape {x.shape}",
+                "Use a batch of at least 2 examples, or call eval() to use the running "
+                "statistics."))
+        return x3
+
+    def forward(self, x):
+        x3 = self._as_ncl(x)                                   # (N, C, L)
+        N, C, L = x3.shape
+        if self.training:
+            M = N * L
+            mean = _channel_sum(x3) / M                        # (C,)
+            x_centered = x3 - _rows(mean, L)                   # (N, C, L)
+            var = _channel_dot(x_centered, x_centered) / M     # (C,), biased
+            self._update_running(mean, var * (M / (M - 1)))    # unbiased, as PyTorch
+        else:
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+            x_centered = x3 - _rows(mean.astype(x.dtype), L)
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)      # (C,)
+        # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
+        out = x_centered * _rows(self.params["gamma"] * inv_std, L)     # (N, C, L)
+        out += _rows(self.params["beta"], L)
+        self.cache = {"x_centered": x_centered.reshape(x.shape), "inv_std": inv_std,
+                      "training": self.training}
+        return out.reshape(x.shape)
+
+    def _update_running(self, mean, unbiased_var):
+        """running = (1 - momentum) * running + momentum * batch statistic, in place."""
+        m = self.momentum
+        for key, stat in (("running_mean", mean), ("running_var", unbiased_var)):
+            running = self.buffers[key]
+            running *= 1 - m
+            running += m * stat
+
+    def backward(self, dout):
+        x_centered, inv_std, training = self._cached("x_centered", "inv_std", "training")
+        N, C = x_centered.shape[:2]
+        xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
+        L = xc3.shape[2]
+        dbeta = _channel_sum(dout3)                            # (C,)
+        dgamma = _channel_dot(dout3, xc3) * inv_std            # (C,), sum(dout * xhat)
+        self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
+        k = self.params["gamma"] * inv_std                     # (C,): gamma / std
+        if not training:                                       # statistics were constants
+            return (dout3 * _rows(k, L)).reshape(dout.shape)
+        M = N * L
+        # dx = k * (dout - dbeta / M - xhat * dgamma / M), in one (N, C, L) buffer:
+        dx = xc3 * _rows(inv_std * dgamma / M, L)              # xhat * dgamma / M
+        dx += _rows(dbeta / M, L)
+        np.subtract(dout3, dx, out=dx)
+        dx *= _rows(k, L)
+        return dx.reshape(dout.shape)
+
+    def extra_repr(self):
+        text = f"{self.num_features}"
+        if self.momentum != 0.1:
+            text += f", momentum={self.momentum}"
+        if self.eps != 1e-5:
+            text += f", eps={self.eps}"
+        return text
+
+
+class BatchNorm1d(_BatchNorm):
+    """Normalise each feature over the batch: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    Math
+    ----
+    For each feature c, over the N examples of the batch (M = N values):
+    mean_c = sum_n x[n, c] / M,  var_c = sum_n (x[n, c] - mean_c)^2 / M  (biased),
+    xhat = (x - mean) / sqrt(var + eps),  y = gamma * xhat + beta.
+    Backward, training mode: dbeta = sum_n dy,  dgamma = sum_n dy * xhat,
+    dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M).
+    The two subtracted terms are the paths through mean and var: every example's
+    output depends on every other example of the batch.
+    Running statistics, exactly as PyTorch: running = (1 - momentum) * running +
+    momentum * batch statistic, where the variance is the unbiased var * M / (M - 1).
+    eval() uses running_mean and running_var instead of the batch statistics; then the
+    layer is affine per feature and dx = dy * gamma / sqrt(running_var + eps).
+
+    Parameters
+    ----------
+    num_features : int, D, the number of features (channels).
+    momentum : float in [0, 1], default 0.1, weight of the new batch in the running stats.
+    eps : float, default 1e-5, added to the variance before the square root.
+
+    Attributes
+    ----------
+    params : "gamma" (ones), "beta" (zeros), both (D,)
+    buffers : "running_mean" (zeros), "running_var" (ones), both (D,)
+    cache : "x_centered" (N, D) = x - mean, "inv_std" (D,) = 1 / sqrt(var + eps),
+        "training" (bool, the mode of the forward pass; backward follows it).
+        xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+
+    Shape
+    -----
+    x: (N, D)  out: (N, D)  gamma, beta, running_mean, running_var: (D,)
+
+    Example
+    -------
+    >>> bn = BatchNorm1d(2)
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)
+    >>> np.round(bn(x), 4)                         # (x - mean) / std per column
+    array([[-1., -1.],
+           [ 1.,  1.]], dtype=float32)
+    >>> np.round(bn.buffers["running_mean"], 4)      # 0.9 * 0 + 0.1 * mean
+    array([0.2, 2. ], dtype=float32)
+    >>> np.round(bn.buffers["running_var"], 4)       # 0.9 * 1 + 0.1 * unbiased var
+    array([ 1.1, 20.9], dtype=float32)
+    """
+
+    _ndim = 2
+    _layout = "(N, {C})"
+    _wrong_ndim_fix = "Use BatchNorm2d for images (N, C, H, W), or Flatten() them first."
+
+
+class BatchNorm2d(_BatchNorm):
+    """Normalise each channel over batch and pixels: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    Math
+    ----
+    For each channel c, over all N*H*W values x[n, c, h, w] (M = N*H*W):
+    mean_c = sum x / M,  var_c = sum (x - mean_c)^2 / M  (biased),
+    xhat = (x - mean) / sqrt(var + eps),  y = gamma * xhat + beta.
+    Backward, training mode: dbeta = sum dy,  dgamma = sum dy * xhat,
+    dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M),
+    every sum over (n, h, w) of the channel. Running statistics as PyTorch:
+    running = (1 - momentum) * running + momentum * batch statistic, the variance
+    unbiased (var * M / (M - 1)). eval() uses the running statistics; then
+    dx = dy * gamma / sqrt(running_var + eps).
+
+    After a convolution this layer plays the role of the conv's bias (beta), which is
+    why convolutions followed by BatchNorm have bias=False.
+
+    Parameters
+    ----------
+    num_features : int, C, the number of channels.
+    momentum : float in [0, 1], default 0.1, weight of the new batch in the running stats.
+    eps : float, default 1e-5, added to the variance before the square root.
+
+    Attributes
+    ----------
+    params : "gamma" (ones), "beta" (zeros), both (C,)
+    buffers : "running_mean" (zeros), "running_var" (ones), both (C,)
+    cache : "x_centered" (N, C, H, W) = x - mean, "inv_std" (C,) = 1 / sqrt(var + eps),
+        "training" (bool, the mode of the forward pass; backward follows it).
+        xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+
+    Shape
+    -----
+    x: (N, C, H, W)  out: (N, C, H, W)  gamma, beta, running_mean, running_var: (C,)
+
+    Example
+    -------
+    >>> bn = BatchNorm2d(3)
+    >>> x = np.random.default_rng(0).normal(5.0, 2.0, size=(8, 3, 4, 4)).astype(np.float32)
+    >>> out = bn(x)
+    >>> out.shape, out.dtype
+    ((8, 3, 4, 4), dtype('float32'))
+    >>> np.round(out.mean(axis=(0, 2, 3)), 4) + 0.0, np.round(out.std(axis=(0, 2, 3)), 3)
+    (array([0., 0., 0.], dtype=float32), array([1., 1., 1.], dtype=float32))
+    >>> bn.backward(np.ones_like(out)).shape
+    (8, 3, 4, 4)
+    >>> bn
+    BatchNorm2d(3)
+    """
+
+    _ndim = 4
+    _layout = "(N, {C}, H, W)"
+    _wrong_ndim_fix = ("Use BatchNorm1d for features (N, D); for a single image (C, H, W) "
+                       "add a batch axis with x[None].")
