@@ -20,6 +20,7 @@ import numpy as np
 from ._checks import message
 
 TINY = 1e-12
+UPSTREAM_STREAM = 0x6772616463686B   # "gradchk": keeps the upstream gradient's stream apart
 
 
 def numerical_gradient(f, x, eps=1e-6):
@@ -99,6 +100,10 @@ class GradReport:
             lines.append(f"{row['name']:<24} {str(row['shape']):<18} {row['analytic']:>13.4e} "
                          f"{row['numeric']:>13.4e} {row['rel_error']:>10.2e}  "
                          f"{'yes' if row['ok'] else 'NO'}")
+        for row in self.rows:
+            if row.get("grad_shape", row["shape"]) != row["shape"]:
+                lines.append(f"{row['name']}: gradient has shape {row['grad_shape']}, "
+                             f"the tensor has shape {row['shape']}")
         lines.append("PASSED" if self.passed else "FAILED")
         return "\n".join(lines)
 
@@ -143,7 +148,8 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
         forward(x, target) returns a scalar and backward(dout) takes a scalar.
     x : array, the input.
     eps : float, central-difference step.
-    seed : int, seeds the random upstream gradient.
+    seed : int, seeds the random upstream gradient (drawn from a stream of its own,
+        so it never repeats data drawn from np.random.default_rng(seed)).
 
     Returns
     -------
@@ -162,7 +168,10 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     run = (lambda: module.forward(x)) if target is None else \
           (lambda: module.forward(x, target))
     out = run()
-    upstream = np.random.default_rng(seed).standard_normal(np.shape(out))
+    # Its own stream: with default_rng(seed) itself, x drawn by a student from
+    # default_rng(0) would equal the upstream gradient, making dW = x^T x symmetric
+    # and a transposed dW invisible.
+    upstream = np.random.default_rng([seed, UPSTREAM_STREAM]).standard_normal(np.shape(out))
     objective = lambda: float(np.sum(run() * upstream))  # noqa: E731
 
     objective()                                           # refill the cache at x
@@ -174,8 +183,10 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     rows = []
     for (name, a), tensor in zip(analytic, tensors):
         n = numerical_gradient(objective, tensor, eps)
-        err = rel_error(a, n)
-        rows.append({"name": name, "shape": tuple(tensor.shape),
+        a = np.zeros(0) if a is None else np.asarray(a, dtype=np.float64)
+        # A gradient of the wrong shape (say a transposed dW) fails; it is not broadcast.
+        err = rel_error(a, n) if a.shape == tensor.shape else float("inf")
+        rows.append({"name": name, "shape": tuple(tensor.shape), "grad_shape": a.shape,
                      "analytic": float(np.max(np.abs(a), initial=0)),
                      "numeric": float(np.max(np.abs(n), initial=0)),
                      "rel_error": err, "ok": bool(err < threshold)})
