@@ -1,5 +1,5 @@
 """resnet_np: residual networks in NumPy with every intermediate and gradient in view."""
-from .blocks import DenseResidualBlock, ResidualBlock
+from .blocks import BasicBlock, Bottleneck, DenseResidualBlock, PreActBlock, ResidualBlock
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
 from .layers import Conv2d, col2im, im2col
 from .layers import BatchNorm1d, BatchNorm2d
@@ -8,16 +8,18 @@ from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoi
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .models import residual_mlp
 from .optim import SGD
+from .shortcuts import Projection, ZeroPadShortcut, make_shortcut
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
     "get_activation",
-    "ResidualBlock", "DenseResidualBlock",
+    "ResidualBlock", "DenseResidualBlock", "BasicBlock", "PreActBlock", "Bottleneck",
     "residual_mlp",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD",
+    "ZeroPadShortcut", "Projection", "make_shortcut",
     "Conv2d", "im2col", "col2im",
     "BatchNorm1d", "BatchNorm2d",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
