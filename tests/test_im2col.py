@@ -73,3 +73,70 @@ def test_docstring_picture_first_column_is_top_left_window():
     cols = im2col(x, (2, 2), (2, 2))
     np.testing.assert_array_equal(cols[:, 0], [0, 1, 4, 5, 16, 17, 20, 21])
     np.testing.assert_array_equal(cols[:, 3], [10, 11, 14, 15, 26, 27, 30, 31])
+
+
+# -- the fast path (shifted columns, chunks, threads) agrees with im2col/col2im --------
+import importlib  # noqa: E402
+
+fast = importlib.import_module("resnet_np.layers.im2col")   # the module, not the function
+
+FAST_CASES = CASES + [
+    ((7, 3, 8, 8), (3, 3), (2, 2), (1, 1)),      # odd batch, stride 2
+    ((5, 2, 9, 9), (3, 3), (3, 3), (0, 0)),      # stride 3: nine phases
+    ((3, 2, 6, 5), (5, 3), (1, 2), (2, 1)),      # kernel taller than the stride grid
+]
+
+
+def reference_conv(x, W2, kernel, stride, padding, dout):
+    """out, dx, dW2 from the plain im2col/col2im on the whole batch."""
+    cols = im2col(x, kernel, stride, padding)                    # (K, N*H_out*W_out)
+    N, C_out = x.shape[0], W2.shape[0]
+    H_out, W_out = dout.shape[2:]
+    out = (W2 @ cols).reshape(C_out, N, H_out, W_out).transpose(1, 0, 2, 3)
+    dout2 = dout.transpose(1, 0, 2, 3).reshape(C_out, -1)        # (C_out, N*H_out*W_out)
+    return out, col2im(W2.T @ dout2, x.shape, kernel, stride, padding), dout2 @ cols.T
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
+@pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
+def test_fast_path_matches_im2col(rng, monkeypatch, chunk_bytes, shape, kernel, stride, padding):
+    monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
+    x = rng.standard_normal(shape)
+    W2 = rng.standard_normal((4, shape[1] * kernel[0] * kernel[1]))
+    out = fast.conv_forward(x, W2, kernel, stride, padding)
+    dout = rng.standard_normal(out.shape)
+    dx, dW2 = fast.conv_backward(x, dout, W2, kernel, stride, padding)
+    ref_out, ref_dx, ref_dW2 = reference_conv(x, W2, kernel, stride, padding, dout)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW2, ref_dW2, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_path_without_threads_agrees(rng, monkeypatch):
+    """The fallback when OpenBLAS's thread setting is not found: chunks in sequence."""
+    x = rng.standard_normal((9, 3, 8, 8)).astype(np.float32)
+    W2 = rng.standard_normal((5, 27)).astype(np.float32)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    threaded = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))
+    monkeypatch.setattr(fast, "_blas", None)
+    sequential = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(threaded, sequential)
+    assert threaded.dtype == np.float32
+
+
+def test_chunks_cover_the_batch_exactly_once():
+    g = fast._Geometry((13, 16, 32, 32), (3, 3), (1, 1), (1, 1))
+    for workers in (1, 2, 4):
+        chunks = fast._chunks(g, 4, workers)
+        covered = np.concatenate([np.arange(a, b) for a, b in chunks])
+        np.testing.assert_array_equal(covered, np.arange(13))
+
+
+def test_blas_thread_setting_is_restored(rng, monkeypatch):
+    if fast._blas is None:
+        pytest.skip("OpenBLAS thread control not found; the sequential fallback is used")
+    before = fast._blas.get()
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    fast.conv_forward(rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((3, 18)),
+                      (3, 3), (1, 1), (1, 1))
+    assert fast._blas.get() == before

@@ -4,7 +4,7 @@ import numpy as np
 from .._checks import as_generator, check_array, check_int, message, pair
 from .base import Layer
 from .dense import he_normal
-from .im2col import col2im, im2col, output_size
+from .im2col import conv_backward, conv_forward
 
 
 class Conv2d(Layer):
@@ -84,33 +84,25 @@ class Conv2d(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        N, C_in, H, W = x.shape
-        (kH, kW), (sH, sW), (pH, pW) = self.kernel_size, self.stride, self.padding
-        H_out, W_out = output_size(H, kH, sH, pH), output_size(W, kW, sW, pW)
-        W2 = self.params["W"].reshape(self.out_channels, -1)          # (C_out, C_in*kH*kW)
-        dtype = np.result_type(x.dtype, W2.dtype)
-        cols = im2col(x.astype(dtype, copy=False), self.kernel_size, self.stride,
-                      self.padding)                                   # (C_in*kH*kW, N*H_out*W_out)
-        out = W2.astype(dtype, copy=False) @ cols                     # (C_out, N*H_out*W_out)
-        out = out.reshape(self.out_channels, N, H_out, W_out).transpose(1, 0, 2, 3)
-        out = np.ascontiguousarray(out)                               # (N, C_out, H_out, W_out)
-        if self.bias:
+        W = self.params["W"]
+        dtype = np.result_type(x.dtype, W.dtype)                      # float32 stays float32
+        W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
+        out = conv_forward(x, W2, self.kernel_size, self.stride, self.padding)
+        if self.bias:                                                 # out: (N, C_out, H_out, W_out)
             out += self.params["b"].astype(dtype, copy=False)[:, None, None]
         self.cache = {"x": x}
         return out
 
     def backward(self, dout):
         x = self._cached("x")                                         # (N, C_in, H, W)
-        C_out = self.out_channels
         W = self.params["W"]
         dtype = np.result_type(x.dtype, W.dtype)
-        cols = im2col(x.astype(dtype, copy=False), self.kernel_size, self.stride, self.padding)
-        dout2 = dout.astype(dtype, copy=False).transpose(1, 0, 2, 3).reshape(C_out, -1)
-        self.grads["W"] = (dout2 @ cols.T).reshape(W.shape).astype(W.dtype, copy=False)
+        W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
+        dx, dW2 = conv_backward(x, dout, W2, self.kernel_size, self.stride, self.padding)
+        self.grads["W"] = dW2.reshape(W.shape).astype(W.dtype, copy=False)
         if self.bias:
             self.grads["b"] = dout.sum(axis=(0, 2, 3)).astype(W.dtype, copy=False)
-        dcols = W.reshape(C_out, -1).T.astype(dtype, copy=False) @ dout2
-        return col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+        return dx
 
     def extra_repr(self):
         kH, kW = self.kernel_size
