@@ -1,0 +1,280 @@
+"""Training: Trainer (the loop), History (what happened), callbacks, checkpoints.
+
+One step of the loop is the data flow of the whole library:
+
+    logits = model.forward(xb)              every layer fills its cache
+    loss   = criterion.forward(logits, yb)  a float
+    model.backward(criterion.backward())    every layer sets its grads
+    optimizer.step()                        every parameter moves against its grad
+
+The trainer also sets train()/eval() itself, shuffles with its own rng, applies
+the learning-rate schedule before every step, stops on a non-finite loss and,
+with `checkpoint=path`, saves model, optimizer, rng and history after every epoch
+so that `resume(path)` continues exactly where the run left off.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+
+from . import io
+from ._checks import as_generator, check_array, check_int, message
+
+
+class History:
+    """Per-epoch records (loss, accuracy, val_loss, val_accuracy, lr, seconds,
+    images_per_s) and the loss of every step.
+
+    >>> h = History()
+    >>> h.append(epoch=1, loss=0.5, accuracy=0.75)
+    >>> h["loss"], len(h)
+    ([0.5], 1)
+    """
+
+    FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+              "images_per_s")
+
+    def __init__(self, epochs=None, step_loss=None):
+        self.epochs = list(epochs or [])
+        self.step_loss = list(step_loss or [])
+
+    def append(self, **record):
+        self.epochs.append({key: record.get(key) for key in self.FIELDS})
+
+    def __getitem__(self, key):
+        if key == "step_loss":
+            return list(self.step_loss)
+        if key not in self.FIELDS:
+            raise KeyError(message("History", f"one of {self.FIELDS + ('step_loss',)}", repr(key)))
+        return [record[key] for record in self.epochs]
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def to_dict(self):
+        return {"epochs": self.epochs, "step_loss": self.step_loss}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d.get("epochs"), d.get("step_loss"))
+
+    def save(self, path):
+        """Write the history as JSON."""
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+
+    def __repr__(self):
+        return f"History({len(self)} epochs, {len(self.step_loss)} steps)"
+
+
+class Callback:
+    """Hooks the trainer calls; subclass and override the ones you need.
+
+    `logs` holds: at a step, epoch, step, steps, loss, accuracy (running means over
+    the epoch so far), lr, images_per_s, eta_s; at an epoch end, the History record.
+    """
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_epoch_begin(self, trainer, epoch):
+        pass
+
+    def on_step_end(self, trainer, logs):
+        pass
+
+    def on_epoch_end(self, trainer, logs):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+
+class ProgressBar(Callback):
+    """verbose=1: one line per batch, rewritten in place, and a summary per epoch."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def on_step_end(self, trainer, logs):
+        width = 20
+        done = int(width * logs["step"] / logs["steps"])
+        bar = "=" * done + "." * (width - done)
+        self.stream.write(
+            f"\repoch {logs['epoch']}/{logs['epochs']} [{bar}] {logs['step']}/{logs['steps']}"
+            f"  loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}"
+            f"  {logs['images_per_s']:.0f} img/s  ETA {logs['eta_s']:.0f}s ")
+        self.stream.flush()
+
+    def on_epoch_end(self, trainer, logs):
+        val = ""
+        if logs["val_loss"] is not None:
+            val = f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.3f}"
+        self.stream.write(
+            f"\repoch {logs['epoch']}: loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}{val}"
+            f"  lr {logs['lr']:.4g}  {logs['seconds']:.1f}s  {logs['images_per_s']:.0f} img/s"
+            + " " * 20 + "\n")
+        self.stream.flush()
+
+
+def _accuracy_count(logits, y):
+    """Number of rows whose arg-max matches an integer label; None for other targets."""
+    if logits.ndim != 2 or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        return None
+    return int(np.sum(np.argmax(logits, axis=1) == y))
+
+
+class Trainer:
+    """Mini-batch training with SGD: fit, evaluate, predict, checkpoint, resume.
+
+    Parameters
+    ----------
+    model : Layer
+    loss : SoftmaxCrossEntropy or MSELoss (anything with forward(out, y) and backward())
+    optimizer : SGD
+    schedule : None or a function t -> lr (MultiStepLR, CosineLR, WarmupLR), applied
+        before every step with t = epoch_index + step / steps_per_epoch
+    rng : None, int or np.random.Generator; drives shuffling and augmentation
+
+    Attributes
+    ----------
+    epoch : int, number of epochs completed (fit continues from epoch + 1)
+    history : History
+
+    Example
+    -------
+    >>> import resnet_np as rn
+    >>> X = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    >>> y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)          # XOR-like quadrants
+    >>> model = rn.residual_mlp(2, width=16, num_blocks=1, num_classes=2, rng=0)
+    >>> trainer = Trainer(model, rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9), rng=0)
+    >>> history = trainer.fit(X, y, epochs=30, batch_size=16, verbose=0)
+    >>> history["loss"][-1] < history["loss"][0]
+    True
+    """
+
+    def __init__(self, model, loss, optimizer, schedule=None, rng=None):
+        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.rng = as_generator(rng)
+        self.epoch = 0
+        self.history = History()
+
+    def _check_data(self, X, y, where):
+        check_array(X, where, np.ndim(X), "(N, ...) float array")
+        y = np.asarray(y)
+        if y.shape[:1] != X.shape[:1]:
+            raise ValueError(message(where, f"one target per example ({len(X)})",
+                                     f"y of shape {y.shape}"))
+        return X, y
+
+    def fit(self, X, y, epochs, batch_size=128, val=None, augment=None, callbacks=(),
+            checkpoint=None, verbose=1):
+        """Train until `epochs` epochs are complete in total; returns self.history.
+
+        val : optional (X_val, y_val), evaluated after every epoch
+        augment : optional function (xb, rng) -> xb applied to each training batch
+        callbacks : Callback objects; verbose=1 adds a ProgressBar, verbose=0 is silent
+        checkpoint : optional path; model, optimizer, rng and history saved after
+            every epoch (atomically: a crash never leaves a half-written file)
+        """
+        where = "Trainer.fit"
+        X, y = self._check_data(X, y, where)
+        epochs = check_int(epochs, "epochs", where, minimum=0)
+        batch_size = check_int(batch_size, "batch_size", where)
+        callbacks = list(callbacks) + ([ProgressBar()] if verbose else [])
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        for epoch in range(self.epoch + 1, epochs + 1):
+            for cb in callbacks:
+                cb.on_epoch_begin(self, epoch)
+            record = self._train_epoch(X, y, epoch, epochs, batch_size, augment, callbacks)
+            if val is not None:
+                scores = self.evaluate(*val)
+                record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+            self.history.append(**record)
+            self.epoch = epoch
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+            for cb in callbacks:
+                cb.on_epoch_end(self, self.history.epochs[-1])
+        for cb in callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _train_epoch(self, X, y, epoch, epochs, batch_size, augment, callbacks):
+        N = len(X)
+        steps = -(-N // batch_size)
+        order = self.rng.permutation(N)
+        self.model.train()
+        start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            xb, yb = X[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, self.rng)
+            if self.schedule is not None:
+                self.optimizer.lr = float(self.schedule(epoch - 1 + step / steps))
+            logits = self.model.forward(xb)
+            loss = self.loss.forward(logits, yb)
+            if not np.isfinite(loss):
+                raise FloatingPointError(message(
+                    "Trainer.fit", "a finite loss", f"loss={loss} at epoch {epoch}, step {step + 1}",
+                    f"Lower the learning rate (lr={self.optimizer.lr:g}). The last checkpoint "
+                    f"(after epoch {self.epoch}) was left untouched."))
+            self.model.backward(self.loss.backward())
+            self.optimizer.step()
+            self.history.step_loss.append(loss)
+            seen, loss_sum = seen + len(idx), loss_sum + loss * len(idx)
+            correct += _accuracy_count(logits, yb) or 0
+            elapsed = time.perf_counter() - start
+            logs = {"epoch": epoch, "epochs": epochs, "step": step + 1, "steps": steps,
+                    "loss": loss_sum / seen, "accuracy": correct / seen, "lr": self.optimizer.lr,
+                    "images_per_s": seen / elapsed, "eta_s": elapsed / seen * (N - seen)}
+            for cb in callbacks:
+                cb.on_step_end(self, logs)
+        seconds = time.perf_counter() - start
+        accuracy = correct / N if _accuracy_count(logits, yb) is not None else None
+        return {"epoch": epoch, "loss": loss_sum / N, "accuracy": accuracy,
+                "lr": self.optimizer.lr, "seconds": seconds, "images_per_s": N / seconds}
+
+    def _batched_outputs(self, X, batch_size):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for i in range(0, len(X), batch_size):
+                yield i, self.model.forward(X[i:i + batch_size])
+        finally:
+            self.model.train(was_training)
+
+    def evaluate(self, X, y, batch_size=256):
+        """{"loss": mean loss, "accuracy": fraction correct (None for non-class targets)}."""
+        X, y = self._check_data(X, y, "Trainer.evaluate")
+        loss_sum, correct = 0.0, 0
+        for i, out in self._batched_outputs(X, batch_size):
+            yb = y[i:i + batch_size]
+            loss_sum += self.loss.forward(out, yb) * len(yb)
+            correct += _accuracy_count(out, yb) or 0
+        classes = _accuracy_count(out, yb) is not None
+        return {"loss": loss_sum / len(X), "accuracy": correct / len(X) if classes else None}
+
+    def predict(self, X, batch_size=256, return_logits=False):
+        """Predicted class of each row (arg-max of the logits), in eval mode."""
+        check_array(X, "Trainer.predict", np.ndim(X), "(N, ...) float array")
+        outs = [out for _, out in self._batched_outputs(X, batch_size)]
+        logits = np.concatenate(outs)
+        return logits if return_logits else np.argmax(logits, axis=1)
+
+    # -- checkpoints --------------------------------------------------------------
+    def save_checkpoint(self, path):
+        """Save model, optimizer, epoch, rng state and history to `path` (.npz, atomic)."""
+        io.save(path, self.model, self.optimizer, epoch=self.epoch,
+                rng_state=self.rng.bit_generator.state, history=self.history.to_dict())
+
+    def resume(self, path):
+        """Restore everything save_checkpoint wrote; the next fit continues after it."""
+        meta = io.load(path, self.model, self.optimizer)
+        self.epoch = int(meta["epoch"])
+        self.rng.bit_generator.state = meta["rng_state"]
+        self.history = History.from_dict(meta["history"])
+        return self
