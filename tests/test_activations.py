@@ -38,6 +38,13 @@ def test_relu_derivative_at_the_kink_is_zero():
     np.testing.assert_array_equal(relu.backward(np.array([5.0])), [0.0])
 
 
+def test_leaky_relu_derivative_at_the_kink_is_the_slope():
+    """As PyTorch: z > 0 takes slope 1, z <= 0 (the kink included) negative_slope."""
+    leaky = LeakyReLU(0.25)
+    leaky(np.array([0.0]))
+    np.testing.assert_array_equal(leaky.backward(np.array([4.0])), [1.0])
+
+
 def test_leaky_relu_default_slope():
     assert LeakyReLU().negative_slope == 0.01
     np.testing.assert_allclose(LeakyReLU()(np.array([-3.0, 2.0])), [-0.03, 2.0], rtol=1e-12)
