@@ -97,12 +97,16 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
     return out, col2im(W2.T @ dout2, x.shape, kernel, stride, padding), dout2 @ cols.T
 
 
+@pytest.mark.parametrize("flipped", [True, False])              # stride-1 backward route
+@pytest.mark.parametrize("C_out", [1, 5])
 @pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
 @pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
-def test_fast_path_matches_im2col(rng, monkeypatch, chunk_bytes, shape, kernel, stride, padding):
+def test_fast_path_matches_im2col(rng, monkeypatch, flipped, C_out, chunk_bytes, shape, kernel,
+                                  stride, padding):
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(fast, "FLIPPED_BACKWARD", flipped)
     x = rng.standard_normal(shape)
-    W2 = rng.standard_normal((4, shape[1] * kernel[0] * kernel[1]))
+    W2 = rng.standard_normal((C_out, shape[1] * kernel[0] * kernel[1]))
     out = fast.conv_forward(x, W2, kernel, stride, padding)
     dout = rng.standard_normal(out.shape)
     dx, dW2 = fast.conv_backward(x, dout, W2, kernel, stride, padding)
@@ -122,6 +126,13 @@ def test_fast_path_without_threads_agrees(rng, monkeypatch):
     sequential = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))
     np.testing.assert_array_equal(threaded, sequential)
     assert threaded.dtype == np.float32
+
+
+def test_flipped_route_is_taken_where_it_applies():
+    g = fast._Geometry((2, 16, 8, 8), (3, 3), (1, 1), (1, 1))
+    assert fast._flipped_route(g, 16) and not fast._flipped_route(g, 32)
+    assert not fast._flipped_route(fast._Geometry((2, 16, 8, 8), (3, 3), (2, 2), (1, 1)), 16)
+    assert not fast._flipped_route(fast._Geometry((1, 2, 4, 4), (3, 3), (1, 1), (3, 3)), 2)
 
 
 def test_chunks_cover_the_batch_exactly_once():

@@ -232,26 +232,44 @@ def _forward_chunk(x, out, W2, g):
     """out (n, C_out, H_out, W_out) = W2 @ columns of x, wide columns dropped."""
     n, C_out = x.shape[0], W2.shape[0]
     wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, n*L)
-    np.matmul(W2, _columns(x, g), out=wide)
+    cols = _columns(x, g)                                          # (C*kH*kW, n*L)
+    np.matmul(W2, cols, out=wide)
     wide = wide.reshape(C_out, n, g.H_out, g.Wq)[..., :g.W_out]     # drop the wide columns
     out[...] = wide.transpose(1, 0, 2, 3)
+    return cols
+
+
+def _backward_chunk_flipped(x, dout, dx, Wf2, g_back):
+    """Stride 1: fill dx = conv(dout, flipped kernel); return dW from the same columns.
+
+    cols[(o, i', j'), (n, y, z)] = dout padded by kH - 1 - pH at (y + i', z + j'), so
+    x (C, n*L') @ cols^T gives, at (c, (o, i', j')), dW[o, c, kH-1-i', kW-1-j'].
+    Returns that (C_out*kH*kW, C) matrix; conv_backward flips it back.
+    """
+    n, C = x.shape[:2]
+    cols = _forward_chunk(dout, dx, Wf2, g_back)                    # (C_out*kH*kW, n*L')
+    xwide = _scratch("xwide", (C, n, g_back.H_out, g_back.Wq), x.dtype)  # (C, n, H, Wq')
+    xwide[..., :g_back.W_out] = x.transpose(1, 0, 2, 3)
+    xwide[..., g_back.W_out:] = 0                                     # wide columns
+    return cols @ xwide.reshape(C, -1).T                              # (C_out*kH*kW, C)
 
 
 def _backward_chunk(x, dout, dx, W2, g):
-    """Fill dx for a chunk; return this chunk's dW2 (C_out, C*kH*kW)."""
+    """Any stride: fill dx by col2im for a chunk; return its dW2 (C_out, C*kH*kW)."""
     n, C_out = x.shape[0], W2.shape[0]
     dwide = _scratch("dwide", (C_out, n, g.H_out, g.Wq), dx.dtype)  # (C_out, n, H_out, Wq)
     dwide[..., :g.W_out] = dout.transpose(1, 0, 2, 3)
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
     dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, n*L)
     cols = _columns(x, g)                                            # (C*kH*kW, n*L)
-    dW2 = dwide @ cols.T                                             # (C_out, C*kH*kW)
+    dW2 = (cols @ dwide.T).T        # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
     np.matmul(W2.T, dwide, out=cols)                                 # dcols, reusing cols
     _add_columns_back(cols, dx, g)
     return dW2
 
 
 CHUNK_BYTES = 4 << 20      # target size of one chunk's column matrix
+FLIPPED_BACKWARD = True    # stride-1 backward as a convolution with the flipped kernel
 
 
 def _chunks(g, itemsize, workers):
@@ -291,10 +309,36 @@ def conv_forward(x, W2, kernel_size, stride, padding):
     return out
 
 
+def _flipped_route(g, C_out):
+    """Stride 1, padding < kernel, and C_out <= C_in (dout's columns are not the larger)."""
+    return (FLIPPED_BACKWARD and C_out <= g.C and (g.sH, g.sW) == (1, 1)
+            and g.pH < g.kH and g.pW < g.kW)
+
+
 def conv_backward(x, dout, W2, kernel_size, stride, padding):
-    """(dx, dW2): dx = col2im(W2^T @ dout), dW2 = dout @ im2col(x)^T, chunked and threaded."""
+    """(dx, dW2): dx = col2im(W2^T @ dout), dW2 = dout @ im2col(x)^T, chunked and threaded.
+
+    With stride 1 (and padding < kernel), dx is itself a convolution: of dout, padded by
+    kH - 1 - pH, with the kernel flipped and C_in, C_out swapped. Its columns also give
+    dW, so backward costs one column build and two products, and no col2im scatter.
+    It pays when C_out <= C_in (about 1.2x on ResNet-20's 16->16 backward, single thread);
+    with C_out > C_in (the 3->16 stem) the columns of dout would be larger than those of x.
+    """
     g = _Geometry(x.shape, kernel_size, stride, padding)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=W2.dtype)
+    C_out = W2.shape[0]
+    if _flipped_route(g, C_out):
+        W4 = W2.reshape(C_out, g.C, g.kH, g.kW)
+        Wf2 = W4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(g.C, -1)  # (C, C_out*kH*kW)
+        g_back = _Geometry(dout.shape, (g.kH, g.kW), (1, 1), (g.kH - 1 - g.pH, g.kW - 1 - g.pW))
+
+        def task(start, stop):
+            return _backward_chunk_flipped(x[start:stop], dout[start:stop], dx[start:stop], Wf2,
+                                           g_back)
+
+        dWf = sum(_run(task, g_back, W2.itemsize))                     # (C_out*kH*kW, C)
+        dW4 = dWf.reshape(C_out, g.kH, g.kW, g.C)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
+        return dx, dW4.reshape(C_out, -1)                              # (C_out, C*kH*kW)
 
     def task(start, stop):
         return _backward_chunk(x[start:stop], dout[start:stop], dx[start:stop], W2, g)
