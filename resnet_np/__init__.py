@@ -4,6 +4,7 @@ from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_erro
 from .layers import Conv2d, col2im, im2col
 from .layers import BatchNorm1d, BatchNorm2d
 from .layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .layers import Flatten, Upsample2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -24,5 +25,6 @@ __all__ = [
     "Conv2d", "im2col", "col2im",
     "BatchNorm1d", "BatchNorm2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d",
+    "Flatten", "Upsample2d",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
 ]

@@ -1,0 +1,96 @@
+"""Layers that move values around without arithmetic: Flatten, Upsample2d.
+
+Their backward passes undo the movement: Flatten reshapes the gradient back, and
+Upsample2d sums the gradient of every copy of a pixel back into that pixel.
+"""
+import numpy as np
+
+from .._checks import check_array, message, pair
+from .base import Layer
+
+
+class Flatten(Layer):
+    """Keep the batch axis, flatten the rest: out = x.reshape(N, -1).
+
+    Math
+    ----
+    out[n, k] = x[n, c, h, w] with k = (c*H + h)*W + w (C order, as torch.flatten).
+    Backward: dx = dout.reshape(x.shape), the same values put back in place.
+
+    Shape
+    -----
+    x: (N, d1, d2, ...)  out: (N, d1*d2*...)
+
+    Example
+    -------
+    >>> flatten = Flatten()
+    >>> flatten(np.zeros((2, 3, 4, 4))).shape
+    (2, 48)
+    >>> flatten.backward(np.zeros((2, 48))).shape
+    (2, 3, 4, 4)
+    """
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise ValueError(message(f"{self!r}.forward", "an array of shape (N, ...) with "
+                                     "at least 2 dimensions", got,
+                                     "For a single example add a batch axis with x[None]."))
+        self.cache = {"x_shape": x.shape}
+        return x.reshape(x.shape[0], -1)                       # (N, d1*d2*...)
+
+    def backward(self, dout):
+        return dout.reshape(self._cached("x_shape"))
+
+
+class Upsample2d(Layer):
+    """Nearest-neighbour upsampling: out[n, c, h, w] = x[n, c, h // sH, w // sW].
+
+    Math
+    ----
+    Every input pixel becomes an sH x sW block of copies of itself.
+    Backward: a pixel fed every output of its block, so its gradient is the sum of
+    the block: dx[n, c, h, w] = sum_(i < sH, j < sW) dout[n, c, h*sH + i, w*sW + j].
+
+    Parameters
+    ----------
+    scale_factor : int or (sH, sW), default 2
+
+    Shape
+    -----
+    x: (N, C, H, W)  out: (N, C, H*sH, W*sW)
+
+    Example
+    -------
+    >>> up = Upsample2d()
+    >>> up(np.array([[[[1.0, 2.0]]]]))
+    array([[[[1., 1., 2., 2.],
+             [1., 1., 2., 2.]]]])
+    >>> up.backward(np.arange(8.0).reshape(1, 1, 2, 4))   # 0+1+4+5, 2+3+6+7
+    array([[[[10., 18.]]]])
+    """
+
+    def __init__(self, scale_factor=2):
+        super().__init__()
+        self.scale_factor = pair(scale_factor, "scale_factor", "Upsample2d")
+
+    def forward(self, x):
+        check_array(x, f"{self!r}.forward", 4, "(N, C, H, W)",
+                    fix="For a single image (C, H, W) add a batch axis with x[None]."
+                    if np.ndim(x) == 3 else "")
+        N, C, H, W = x.shape
+        sH, sW = self.scale_factor
+        self.cache = {"x_shape": x.shape}
+        blocks = np.broadcast_to(x[:, :, :, None, :, None], (N, C, H, sH, W, sW))
+        return blocks.reshape(N, C, H * sH, W * sW)            # one copy
+
+    def backward(self, dout):
+        N, C, H, W = self._cached("x_shape")
+        sH, sW = self.scale_factor
+        return dout.reshape(N, C, H, sH, W, sW).sum(axis=(3, 5))   # (N, C, H, W)
+
+    def extra_repr(self):
+        sH, sW = self.scale_factor
+        if (sH, sW) == (2, 2):
+            return ""
+        return f"scale_factor={sH if sH == sW else (sH, sW)}"
