@@ -1,6 +1,9 @@
 """resnet_np: residual networks in NumPy with every intermediate and gradient in view."""
 from .blocks import BasicBlock, Bottleneck, DenseResidualBlock, PreActBlock, ResidualBlock
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
+from .data import (BUILTIN_CLASSES, augment_cifar, channel_stats, load_builtin, load_cifar10,
+                   load_digits, load_mnist, normalize, random_crop, random_flip, sample_grid)
+from .io import load, save
 from .layers import Conv2d, col2im, im2col
 from .layers import BatchNorm1d, BatchNorm2d
 from .layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -27,4 +30,7 @@ __all__ = [
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d",
     "Flatten", "Upsample2d",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
+    "load_builtin", "BUILTIN_CLASSES", "sample_grid", "load_mnist", "load_cifar10",
+    "load_digits", "random_crop", "random_flip", "augment_cifar", "normalize", "channel_stats",
+    "save", "load",
 ]
