@@ -26,10 +26,10 @@ def as_generator(rng):
 
 
 def check_int(value, name, where, minimum=1):
-    """Check that `value` is an int >= minimum and return it as an int."""
+    """Check that `value` is an int >= minimum (None: any int) and return it as an int."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(message(where, f"{name} to be an int", repr(value)))
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(message(where, f"{name} >= {minimum}", f"{name}={value}"))
     return int(value)
 

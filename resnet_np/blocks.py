@@ -122,6 +122,9 @@ class ResidualBlock(Layer):
 
     # -- backward: da^[l+k] -> da^[l], split into shortcut and branch ---------
     def backward(self, dout):
+        if not self._forward_values:
+            raise RuntimeError(message(f"{type(self).__name__}.backward", "forward to have run first",
+                                       "an empty cache", "Call forward(x) before backward(dout)."))
         k, d = self.skip, OrderedDict()
         d[f"da_l{k}"] = dout
         if self.variant == "post":
@@ -228,7 +231,7 @@ class DenseResidualBlock(ResidualBlock):
         self.features = check_int(features, "features", where)
         self.out_features = check_int(out_features if out_features is not None else features,
                                       "out_features", where)
-        self._setup(check_choice(skip, "skip", where, (1, 2, 3)), "post")
+        self._setup(check_choice(check_int(skip, "skip", where, minimum=None), "skip", where, (1, 2, 3)), "post")
         self.activation = check_choice(activation, "activation", where,
                                        ("relu", "leaky_relu", "sigmoid", "tanh", "identity"))
         self.shortcut_kind = check_choice(shortcut, "shortcut", where,

@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
+from resnet_np.blocks import BasicBlock, Bottleneck, PreActBlock
 from resnet_np import DenseResidualBlock, check_gradients
 
 SKIPS = [1, 2, 3]
@@ -267,10 +268,6 @@ def test_bad_feature_count(features, error, pattern):
         DenseResidualBlock(features)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="blocks.py bug: skip is checked with == against (1, 2, 3), so True "
-                          "and 2.0 pass and fail later with AttributeError 'actTrue' / "
-                          "TypeError 'float' object cannot be interpreted as an integer")
 @pytest.mark.parametrize("skip", [True, 2.0])
 def test_non_int_skip_is_a_type_error(skip):
     with pytest.raises(TypeError, match=r"^DenseResidualBlock: expected skip"):
@@ -302,3 +299,138 @@ def test_intermediates_and_gradients_before_forward():
         block.gradients()
     with pytest.raises(RuntimeError, match=r"backward: expected forward to have run first"):
         block.backward(np.ones((2, 3)))
+
+
+# -- convolutional blocks -----------------------------------------------------------
+
+CONV_SHORTCUTS = ["A", "B", "C", None]
+
+
+def conv_block(kind, c_in, c_out, stride, shortcut, variant="post", rng=0):
+    if kind == "basic":
+        return BasicBlock(c_in, c_out, stride=stride, shortcut=shortcut, variant=variant, rng=rng)
+    if kind == "preact":
+        return PreActBlock(c_in, c_out, stride=stride, shortcut=shortcut, rng=rng)
+    return Bottleneck(c_in, 2, c_out, stride=stride, shortcut=shortcut, variant=variant, rng=rng)
+
+
+@pytest.mark.parametrize("kind", ["basic", "preact", "bottleneck"])
+@pytest.mark.parametrize("shortcut", CONV_SHORTCUTS)
+@pytest.mark.parametrize("c_out,stride", [(3, 1), (5, 2)])
+def test_conv_block_gradient_check(kind, shortcut, c_out, stride, rng):
+    block = conv_block(kind, 3, c_out, stride, shortcut)
+    x = rng.standard_normal((2, 3, 5, 5))
+    check_gradients(block, x).assert_ok()
+
+
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+@pytest.mark.parametrize("shortcut", CONV_SHORTCUTS)
+def test_post_block_output_is_g_of_sum(kind, shortcut, rng):
+    block = conv_block(kind, 4, 6, 2, shortcut).astype(np.float64)
+    out = block(rng.standard_normal((2, 4, 7, 7)))
+    v = block.intermediates()
+    k = block.skip
+    assert out.shape == (2, 6, 4, 4)
+    expected = v[f"z_l{k}"] + (v["shortcut"] if shortcut is not None else 0)
+    np.testing.assert_array_equal(v[f"a_l{k}"], np.maximum(expected, 0))
+    assert ("shortcut" in v) == (shortcut is not None)
+    for key, value in v.items():
+        assert key in block.LABELS
+        assert value.shape[0] == 2
+
+
+def test_basic_block_intermediates_in_order_with_shapes(rng):
+    block = BasicBlock(4, 8, stride=2, shortcut="B", rng=0)
+    block(rng.standard_normal((2, 4, 6, 6)).astype(np.float32))
+    shapes = {key: value.shape for key, value in block.intermediates().items()}
+    assert list(shapes) == ["a_l", "z_l1", "a_l1", "z_l2", "shortcut", "a_l2"]
+    assert shapes["a_l"] == (2, 4, 6, 6)
+    assert all(shapes[k] == (2, 8, 3, 3) for k in ["z_l1", "a_l1", "z_l2", "shortcut", "a_l2"])
+    np.testing.assert_array_equal(block.intermediates()["a_l1"],
+                                  np.maximum(block.intermediates()["z_l1"], 0))
+
+
+def test_preact_block_has_nothing_after_the_addition(rng):
+    block = PreActBlock(4, 4, shortcut="identity", rng=0).astype(np.float64)
+    x = rng.standard_normal((2, 4, 5, 5))
+    out = block(x)
+    v = block.intermediates()
+    assert list(v) == ["a_l", "h_l", "z_l1", "h_l1", "z_l2", "shortcut", "a_l2"]
+    np.testing.assert_array_equal(out, v["z_l2"] + x)
+    assert (out < 0).any()                     # no ReLU after the add
+    dout = rng.standard_normal(out.shape)
+    block.backward(dout)
+    g = block.gradients()
+    np.testing.assert_array_equal(g["da_l_shortcut"], dout)   # the identity path is clean
+    np.testing.assert_allclose(g["da_l"], g["da_l_shortcut"] + g["da_l_branch"])
+
+
+def test_preact_projection_is_fed_the_preactivated_input(rng):
+    block = PreActBlock(4, 8, stride=2, shortcut="B", rng=0).astype(np.float64)
+    block(rng.standard_normal((2, 4, 6, 6)))
+    v = block.intermediates()
+    projection = block.shortcut
+    expected = projection.bn.forward(projection.conv.forward(v["h_l"]))
+    np.testing.assert_allclose(v["shortcut"], expected, rtol=1e-12)
+    assert block.shortcut_from_h
+
+
+@pytest.mark.parametrize("kind", ["basic", "preact", "bottleneck"])
+@pytest.mark.parametrize("shortcut", ["A", "B", "C"])
+def test_conv_gradient_split_adds_up(kind, shortcut, rng):
+    block = conv_block(kind, 3, 6, 2, shortcut).astype(np.float64)
+    out = block(rng.standard_normal((2, 3, 6, 6)))
+    dx = block.backward(rng.standard_normal(out.shape))
+    g = block.gradients()
+    np.testing.assert_allclose(g["da_l"], g["da_l_shortcut"] + g["da_l_branch"], atol=1e-12)
+    np.testing.assert_array_equal(dx, g["da_l"])
+    assert np.abs(g["da_l_shortcut"]).max() > 0
+
+
+def test_shortcut_parameter_counts():
+    counts = {sc: BasicBlock(16, 32, stride=2, shortcut=sc, rng=0).num_parameters()
+              for sc in CONV_SHORTCUTS}
+    branch = 16 * 32 * 9 + 32 * 32 * 9 + 2 * 2 * 32
+    assert counts["A"] == branch and counts[None] == branch
+    assert counts["B"] == counts["C"] == branch + 16 * 32 + 2 * 32
+    same = {sc: BasicBlock(16, 16, shortcut=sc, rng=0).num_parameters() for sc in CONV_SHORTCUTS}
+    assert same["A"] == same["B"] == same[None] == 16 * 16 * 9 * 2 + 4 * 16
+    assert same["C"] == same["B"] + 16 * 16 + 2 * 16
+
+
+def test_plain_twin_has_same_branch_weights():
+    residual = BasicBlock(4, 8, stride=2, shortcut="B", rng=3)
+    plain = BasicBlock(4, 8, stride=2, shortcut=None, rng=3)
+    for name in ["conv1", "conv2"]:
+        np.testing.assert_array_equal(getattr(residual, name).params["W"],
+                                      getattr(plain, name).params["W"])
+
+
+def test_zero_init_residual_starts_as_relu_of_shortcut(rng):
+    block = BasicBlock(4, 4, shortcut="identity", zero_init_residual=True, rng=0)
+    x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(block(x), np.maximum(x, 0), atol=1e-6)
+
+
+def test_identity_shortcut_across_shape_change_names_the_fix():
+    with pytest.raises(ValueError, match=r"BasicBlock: expected the same shape .* "
+                                         r"got in_channels=16, out_channels=32, stride=2\. "
+                                         r'Use shortcut="A"'):
+        BasicBlock(16, 32, stride=2, shortcut="identity")
+
+
+def test_conv_block_errors(rng):
+    block = BasicBlock(4, 4, rng=0)
+    with pytest.raises(ValueError, match=r"BasicBlock\(4, 4, shortcut='B'\)\.forward: "
+                                         r"expected x of shape \(N, 4, H, W\), got \(2, 3, 5, 5\)"):
+        block(np.zeros((2, 3, 5, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"got \(2, 4, 5\)"):
+        block(np.zeros((2, 4, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="shortcut one of"):
+        BasicBlock(4, 4, shortcut="D")
+    with pytest.raises(ValueError, match="stride >= 1"):
+        BasicBlock(4, 4, stride=0)
+    with pytest.raises(ValueError, match="variant one of"):
+        Bottleneck(4, 2, 4, variant="middle")
+    with pytest.raises(RuntimeError, match="forward to have run first"):
+        BasicBlock(4, 4).intermediates()

@@ -34,10 +34,10 @@ class ReLU(_Activation):
         self._check(x)
         mask = x > 0
         self.cache = {"mask": mask}
-        return x * mask
+        return np.maximum(x, 0, dtype=x.dtype)        # 0, not -0.0, for negative inputs
 
     def backward(self, dout):
-        return dout * self._cached("mask")
+        return np.where(self._cached("mask"), dout, 0).astype(dout.dtype, copy=False)
 
 
 class LeakyReLU(_Activation):
