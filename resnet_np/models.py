@@ -4,11 +4,14 @@ A plain twin (residual=False) has the same layers, parameter names and, for the
 same rng, the same initial weights as the residual model: only the addition of
 the shortcut is missing. Comparing the two isolates what the shortcut does.
 """
-from ._checks import as_generator, check_int
-from .blocks import DenseResidualBlock
-from .layers.activations import get_activation
+from ._checks import as_generator, check_choice, check_int, message
+from .blocks import BasicBlock, DenseResidualBlock, PreActBlock
+from .layers.activations import ReLU, get_activation
 from .layers.base import Sequential
+from .layers.batchnorm import BatchNorm2d
+from .layers.conv import Conv2d
 from .layers.dense import Dense
+from .layers.pooling import GlobalAvgPool2d
 
 
 def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation="relu",
@@ -40,6 +43,7 @@ def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation
     width = check_int(width, "width", where)
     num_blocks = check_int(num_blocks, "num_blocks", where, minimum=0)
     num_classes = check_int(num_classes, "num_classes", where)
+    check_choice(check_int(skip, "skip", where, minimum=None), "skip", where, (1, 2, 3))
     rng = as_generator(rng)
     shortcut = "identity" if residual else None
     stem = Dense(in_features, width, rng=rng)
@@ -49,3 +53,63 @@ def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation
     head = Dense(width, num_classes, rng=rng)
     return Sequential({"stem": stem, "stem_act": stem_act,
                        "blocks": Sequential(*blocks), "head": head})
+
+
+CIFAR_WIDTHS = (1, 2, 4)   # stage widths as multiples of `width`: 16, 32, 64
+
+
+def resnet_cifar(depth=20, num_classes=10, in_channels=3, width=16, variant="post",
+                 shortcut="A", residual=True, zero_init_residual=False, rng=None):
+    """The CIFAR-10 ResNet of He et al. 2015, section 4.2: depth = 6n + 2.
+
+    Layout (post): stem = 3x3 conv (width) -> BN -> ReLU; stage1, stage2, stage3 of
+    n BasicBlocks each, widths width, 2 width, 4 width, the first block of stages 2
+    and 3 with stride 2; pool = global average; fc = Dense(4 width, num_classes).
+    Depth counts the weight layers: 1 + 6n + 1.
+
+    variant="pre" (He et al. 2016): the stem is the conv alone, PreActBlocks, and a
+    final BN -> ReLU ("final") before the pooling.
+
+    residual=False gives the plain twin: the same layers, names and initial weights
+    for the same rng, with no shortcut additions.
+
+    Shape
+    -----
+    x: (N, in_channels, H, W)   out: (N, num_classes)
+
+    Example
+    -------
+    >>> model = resnet_cifar(20, rng=0)
+    >>> model.num_parameters()          # the paper's 0.27M
+    269722
+    >>> model(np.zeros((2, 3, 32, 32), dtype=np.float32)).shape
+    (2, 10)
+    """
+    where = "resnet_cifar"
+    depth = check_int(depth, "depth", where)
+    if (depth - 2) % 6:
+        valid = ", ".join(str(6 * n + 2) for n in range(1, 10))
+        raise ValueError(message(where, f"depth = 6n + 2 ({valid}, ...)", f"depth={depth}",
+                                 "He et al. use 20, 32, 44, 56 and 110."))
+    check_choice(variant, "variant", where, ("post", "pre"))
+    check_choice(shortcut, "shortcut", where, ("identity", "A", "B", "C"))
+    rng = as_generator(rng)
+    n, block_shortcut = (depth - 2) // 6, shortcut if residual else None
+    Block = PreActBlock if variant == "pre" else BasicBlock
+    stem_conv = Conv2d(check_int(in_channels, "in_channels", where),
+                       check_int(width, "width", where), 3, padding=1, bias=False, rng=rng)
+    layers = {"stem": Sequential({"conv": stem_conv}) if variant == "pre" else
+              Sequential({"conv": stem_conv, "bn": BatchNorm2d(width), "relu": ReLU()})}
+    c_in = width
+    for s, multiple in enumerate(CIFAR_WIDTHS, start=1):
+        c_out = width * multiple
+        blocks = [Block(c_in if b == 0 else c_out, c_out, stride=2 if (b == 0 and s > 1) else 1,
+                        shortcut=block_shortcut, zero_init_residual=zero_init_residual, rng=rng)
+                  for b in range(n)]
+        layers[f"stage{s}"] = Sequential(*blocks)
+        c_in = c_out
+    if variant == "pre":
+        layers["final"] = Sequential({"bn": BatchNorm2d(c_in), "relu": ReLU()})
+    layers["pool"] = GlobalAvgPool2d()
+    layers["fc"] = Dense(c_in, check_int(num_classes, "num_classes", where), rng=rng)
+    return Sequential(layers)

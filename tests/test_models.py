@@ -106,3 +106,64 @@ def test_forward_with_the_wrong_feature_count():
     with pytest.raises(ValueError, match=r"^Dense\(in_features=5\)\.forward: expected x of "
                                          r"shape \(N, 5\), got \(2, 4\)\."):
         residual_mlp(5, 6, 1, 3, rng=0)(np.zeros((2, 4), dtype=np.float32))
+
+
+# -- resnet_cifar ----------------------------------------------------------------------
+
+from resnet_np.models import resnet_cifar  # noqa: E402
+
+
+def test_resnet20_option_a_has_the_papers_parameter_count():
+    assert resnet_cifar(20, shortcut="A", rng=0).num_parameters() == 269_722
+
+
+@pytest.mark.parametrize("depth,blocks", [(8, 1), (20, 3), (56, 9)])
+def test_resnet_cifar_layout(depth, blocks):
+    model = resnet_cifar(depth, rng=0)
+    assert [len(model[f"stage{s}"]) for s in (1, 2, 3)] == [blocks] * 3
+    convs = [name for name, _ in model.named_parameters() if name.endswith("conv1.W")
+             or name.endswith("conv2.W") or name == "stem.conv.W"]
+    assert len(convs) + 1 == depth          # weight layers: convs + fc
+    assert model.stage2[0].stride == 2 and model.stage3[0].stride == 2
+
+
+@pytest.mark.parametrize("variant", ["post", "pre"])
+def test_resnet_cifar_forward_backward_shapes(variant, rng):
+    model = resnet_cifar(8, num_classes=5, in_channels=1, width=4, variant=variant, rng=0)
+    x = rng.standard_normal((2, 1, 12, 12)).astype(np.float32)
+    out = model(x)
+    assert out.shape == (2, 5) and out.dtype == np.float32
+    assert model.backward(np.ones_like(out)).shape == x.shape
+    assert ("final" in dict(model.children())) == (variant == "pre")
+
+
+@pytest.mark.parametrize("variant", ["post", "pre"])
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_resnet_cifar_plain_twin_has_same_names_and_initial_weights(variant, shortcut):
+    residual = resnet_cifar(8, width=4, variant=variant, shortcut=shortcut, rng=7)
+    plain = resnet_cifar(8, width=4, variant=variant, shortcut=shortcut, residual=False, rng=7)
+    res_params = dict(residual.named_parameters())
+    plain_params = dict(plain.named_parameters())
+    assert set(plain_params) <= set(res_params)
+    if shortcut == "A":
+        assert set(plain_params) == set(res_params)
+    for name, value in plain_params.items():
+        np.testing.assert_array_equal(value, res_params[name], err_msg=name)
+    for block in plain.stage2:
+        assert block.shortcut is None
+
+
+def test_resnet_cifar_gradient_check(rng):
+    model = resnet_cifar(8, num_classes=3, width=2, variant="pre", rng=0)
+    check_gradients(model, rng.standard_normal((2, 3, 8, 8))).assert_ok()
+
+
+@pytest.mark.parametrize("kwargs,error,pattern", [
+    ({"depth": 21}, ValueError, r"resnet_cifar: expected depth = 6n \+ 2 \(8, 14, 20, .*got depth=21"),
+    ({"variant": "mid"}, ValueError, "resnet_cifar: expected variant one of 'post', 'pre'"),
+    ({"shortcut": "D"}, ValueError, "resnet_cifar: expected shortcut one of"),
+    ({"width": 0}, ValueError, "resnet_cifar: expected width >= 1"),
+])
+def test_resnet_cifar_errors(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        resnet_cifar(**kwargs)
