@@ -11,8 +11,9 @@ from .layers import Flatten, Upsample2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
-from .models import residual_mlp
-from .optim import SGD
+from .models import residual_mlp, resnet_cifar
+from .optim import SGD, CosineLR, MultiStepLR, WarmupLR
+from .train import Callback, History, ProgressBar, Trainer
 from .shortcuts import Projection, ZeroPadShortcut, make_shortcut
 
 __version__ = "0.1.0"
@@ -21,9 +22,10 @@ __all__ = [
     "Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
     "get_activation",
     "ResidualBlock", "DenseResidualBlock", "BasicBlock", "PreActBlock", "Bottleneck",
-    "residual_mlp",
+    "residual_mlp", "resnet_cifar",
     "SoftmaxCrossEntropy", "MSELoss",
-    "SGD",
+    "SGD", "MultiStepLR", "CosineLR", "WarmupLR",
+    "Trainer", "History", "Callback", "ProgressBar",
     "ZeroPadShortcut", "Projection", "make_shortcut",
     "Conv2d", "im2col", "col2im",
     "BatchNorm1d", "BatchNorm2d",
