@@ -5,7 +5,8 @@ bias), the forward and backward time in ms and GFLOP/s; then ResNet-20 training
 steps and inference in images/s, and the peak resident memory of a training step.
 If PyTorch is installed, the same figures for torch in the same run: same thread
 count (torch.set_num_threads), runs interleaved (numpy, torch, numpy, torch, ...),
-and the ratios. Each figure is the median of `--repeat` timed runs after a warm-up.
+and the ratios. Each figure is the best (fastest) of `--repeat` timed runs after a
+warm-up: on a shared machine the best run is the one least disturbed by other processes.
 
 FLOPs: a forward convolution is 2 * N * C_out * H_out * W_out * C_in * kH * kW
 (multiply and add); backward computes dx and dW, twice that.
@@ -15,10 +16,10 @@ reports resource.getrusage(RUSAGE_SELF).ru_maxrss, so the number includes the Py
 interpreter and the imported libraries (about 30 MB for NumPy, more for torch).
 """
 import argparse
+import importlib.util
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ CONV_SHAPES = [
 
 
 def _interleaved(runners, repeat):
-    """Median ms of each named zero-argument function, running them in turn."""
+    """Best ms of each named zero-argument function, running them in turn."""
     for fn in runners.values():
         fn()                                              # warm-up
     times = {name: [] for name in runners}
@@ -48,7 +49,7 @@ def _interleaved(runners, repeat):
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return {name: 1e3 * min(t) for name, t in times.items()}
 
 
 # -- one convolution ---------------------------------------------------------------
@@ -102,8 +103,8 @@ def bench_convs(batch, repeat, torch=None):
                     if run:
                         times[name, part].append(seconds)
         for name in runners:
-            f_ms = 1e3 * statistics.median(times[name, "forward"])
-            b_ms = 1e3 * statistics.median(times[name, "backward"])
+            f_ms = 1e3 * min(times[name, "forward"])
+            b_ms = 1e3 * min(times[name, "backward"])
             rows.append({"shape": label, "framework": name, "forward_ms": f_ms,
                          "backward_ms": b_ms, "forward_gflops": flops / f_ms / 1e6,
                          "backward_gflops": 2 * flops / b_ms / 1e6})
@@ -111,15 +112,22 @@ def bench_convs(batch, repeat, torch=None):
 
 
 # -- ResNet-20 -----------------------------------------------------------------------
-def _numpy_resnet20(batch, rng):
-    """(train_step, infer) closures for resnet_np's ResNet-20, or None if not built yet."""
+def _resnet20_missing():
+    """None if resnet_np can build ResNet-20, else why not (the section is then skipped)."""
     try:
         from .models import resnet_cifar
-        from .losses import SoftmaxCrossEntropy
-        from .optim import SGD
-        model = resnet_cifar(depth=20, rng=0)
+        resnet_cifar(depth=20, rng=0)
     except (ImportError, AttributeError, NotImplementedError) as error:
-        return None, f"{type(error).__name__}: {error}"
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _numpy_resnet20(batch, rng):
+    """{"train": step, "infer": step} closures for resnet_np's ResNet-20, SGD momentum 0.9."""
+    from .losses import SoftmaxCrossEntropy
+    from .models import resnet_cifar
+    from .optim import SGD
+    model = resnet_cifar(depth=20, rng=0)
     loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, batch)
@@ -134,7 +142,7 @@ def _numpy_resnet20(batch, rng):
         model.eval()
         model.forward(x)
 
-    return {"train": train_step, "infer": infer}, None
+    return {"train": train_step, "infer": infer}
 
 
 def _torch_resnet20(torch, batch, rng):
@@ -185,36 +193,43 @@ def _torch_resnet20(torch, batch, rng):
     return {"train": train_step, "infer": infer}
 
 
-def _peak_memory_mb(framework, batch):
-    """Peak RSS (MB) of a fresh process that runs three ResNet-20 training steps."""
-    code = ("import resource, sys; from resnet_np import bench; "
-            f"bench._memory_child({framework!r}, {batch}); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=os.environ.copy())
+def peak_memory_mb(framework, batch):
+    """(peak, increase) in MB for a fresh process running three ResNet-20 training steps.
+
+    peak is the child's ru_maxrss (interpreter and imports included); increase is how
+    much the training steps raised it above the peak after imports, model and data.
+    Run this before the parent grows: on Linux a child starts with its parent's
+    ru_maxrss as a floor (the fork is counted before exec replaces it).
+    """
+    code = f"from resnet_np import bench; bench._memory_child({framework!r}, {batch})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
-        return None
-    return int(done.stdout.split()[-1]) / 1024          # ru_maxrss is in KB on Linux
+        return None, None
+    before, after = (int(v) / 1024 for v in done.stdout.split()[-2:])  # ru_maxrss is in KB
+    return after, after - before
 
 
 def _memory_child(framework, batch):
     rng = np.random.default_rng(0)
     if framework == "torch":
         import torch
+        torch.set_num_threads(os.cpu_count() or 1)
         steps = _torch_resnet20(torch, batch, rng)
     else:
-        steps, _ = _numpy_resnet20(batch, rng)
+        steps = _numpy_resnet20(batch, rng)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     for _ in range(3):
         steps["train"]()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def bench_resnet20(batch, repeat, torch=None):
-    """{framework: {train_images_per_s, infer_images_per_s, peak_mb}} or a skip reason."""
+def bench_resnet20(batch, repeat, torch=None, memory=None):
+    """{framework: {train_images_per_s, infer_images_per_s, peak_mb, train_increase_mb}}.
+
+    `memory` maps framework -> (peak MB, increase MB), measured earlier by peak_memory_mb.
+    """
     rng = np.random.default_rng(0)
-    numpy_steps, reason = _numpy_resnet20(batch, rng)
-    if numpy_steps is None:
-        return None, reason
-    runners = {"numpy": numpy_steps}
+    runners = {"numpy": _numpy_resnet20(batch, rng)}
     if torch is not None:
         runners["torch"] = _torch_resnet20(torch, batch, rng)
     result = {name: {} for name in runners}
@@ -223,8 +238,9 @@ def bench_resnet20(batch, repeat, torch=None):
         for name in runners:
             result[name][f"{mode}_images_per_s"] = batch / ms[name] * 1e3
     for name in runners:
-        result[name]["peak_mb"] = _peak_memory_mb(name, batch)
-    return result, None
+        result[name]["peak_mb"], result[name]["train_increase_mb"] = \
+            (memory or {}).get(name, (None, None))
+    return result
 
 
 # -- printing ------------------------------------------------------------------------
@@ -247,22 +263,44 @@ def _print_convs(rows, torch_present):
 
 
 def _print_resnet20(result):
-    print(f"\n{'ResNet-20':<10} {'train img/s':>12} {'infer img/s':>12} {'peak MB (train)':>16}")
+    print(f"\n{'ResNet-20':<11} {'train img/s':>11} {'infer img/s':>11} {'peak MB':>8} "
+          f"{'training +MB':>12}")
     for name, r in result.items():
-        peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
-        print(f"{name:<10} {r['train_images_per_s']:>12.1f} {r['infer_images_per_s']:>12.1f} "
-              f"{peak:>16}")
+        peak, grew = (("n/a", "n/a") if r["peak_mb"] is None else
+                      (f"{r['peak_mb']:.0f}", f"{r['train_increase_mb']:.0f}"))
+        print(f"{name:<11} {r['train_images_per_s']:>11.1f} {r['infer_images_per_s']:>11.1f} "
+              f"{peak:>8} {grew:>12}")
     if "torch" in result:
         n, t = result["numpy"], result["torch"]
-        print(f"{'numpy/torch':<10} {n['train_images_per_s'] / t['train_images_per_s']:>11.2f}x "
-              f"{n['infer_images_per_s'] / t['infer_images_per_s']:>11.2f}x")
+        print(f"{'numpy/torch':<11} {n['train_images_per_s'] / t['train_images_per_s']:>10.2f}x "
+              f"{n['infer_images_per_s'] / t['infer_images_per_s']:>10.2f}x")
+    print("peak MB: ru_maxrss of a fresh process after 3 training steps (interpreter and "
+          "imports included);\ntraining +MB: how much the steps raised it above the peak "
+          "after imports, model and data.")
+
+
+def _print_targets(rows, result):
+    """The issue's targets: conv fw+bw <= 2x torch, training >= 0.5x torch, peak <= 1 GB."""
+    by = {(r["shape"], r["framework"]): r["forward_ms"] + r["backward_ms"] for r in rows}
+    lines = []
+    if any(f == "torch" for _, f in by):
+        worst = max(by[s, "numpy"] / by[s, "torch"] for s, _, _, _, _ in CONV_SHAPES)
+        lines.append(f"every conv fw+bw <= 2x torch: worst {worst:.2f}x "
+                     f"{'met' if worst <= 2 else 'NOT met'}")
+    if result and "torch" in result:
+        ratio = result["numpy"]["train_images_per_s"] / result["torch"]["train_images_per_s"]
+        lines.append(f"training images/s >= 0.5x torch (stretch 0.7x): {ratio:.2f}x "
+                     f"{'met' if ratio >= 0.5 else 'NOT met'}")
+    if result and result["numpy"]["peak_mb"] is not None:
+        peak = result["numpy"]["peak_mb"]
+        lines.append(f"training peak RSS <= 1000 MB: {peak:.0f} MB "
+                     f"{'met' if peak <= 1000 else 'NOT met'}")
+    if lines:
+        print("\nTargets (batch 128, float32):\n  " + "\n  ".join(lines))
 
 
 def _import_torch(threads):
-    try:
-        import torch
-    except ImportError:
-        return None
+    import torch
     torch.set_num_threads(threads)
     return torch
 
@@ -271,29 +309,34 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m resnet_np bench",
                                 description="Convolution and ResNet-20 throughput, float32.")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per figure (median)")
+    p.add_argument("--repeat", type=int, default=10,
+                   help="timed runs per figure; the best is kept")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--convs-only", action="store_true", help="skip the ResNet-20 section")
     args = p.parse_args(argv)
     threads = os.cpu_count() or 1
-    torch = None if args.no_torch else _import_torch(threads)
-    print(f"resnet_np bench: batch {args.batch}, float32, {threads} CPU threads, "
-          f"NumPy {np.__version__}" + (f", torch {torch.__version__}" if torch else
-                                       ", PyTorch not installed"))
+    has_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    frameworks = ["numpy"] + (["torch"] if has_torch else [])
+    model_reason = None if args.convs_only else _resnet20_missing()
+    memory = {}
+    if not args.convs_only and model_reason is None:       # first, while this process is small
+        memory = {name: peak_memory_mb(name, args.batch) for name in frameworks}
+    torch = _import_torch(threads) if has_torch else None
+    print(f"resnet_np bench: batch {args.batch}, float32, {threads} CPU threads, best of "
+          f"{args.repeat}, NumPy {np.__version__}" +
+          (f", torch {torch.__version__} (runs interleaved)" if torch else
+           ", PyTorch not installed"))
     rows = bench_convs(args.batch, args.repeat, torch)
     _print_convs(rows, torch is not None)
-    report = {"batch": args.batch, "threads": threads, "convs": rows}
-    if not args.convs_only:
-        result, reason = bench_resnet20(args.batch, args.repeat, torch)
-        if result is None:
-            print(f"\nResNet-20: skipped, resnet_np.models.resnet_cifar is not available yet "
-                  f"({reason})")
-        else:
-            _print_resnet20(result)
-            print("peak MB: ru_maxrss of a fresh process running 3 training steps "
-                  "(includes the interpreter and imports)")
-        report["resnet20"] = result
+    report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None}
+    if model_reason is not None:
+        print(f"\nResNet-20: skipped, resnet_np.models.resnet_cifar is not available "
+              f"({model_reason})")
+    elif not args.convs_only:
+        report["resnet20"] = bench_resnet20(args.batch, args.repeat, torch, memory)
+        _print_resnet20(report["resnet20"])
+    _print_targets(rows, report["resnet20"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
