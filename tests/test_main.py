@@ -1,0 +1,79 @@
+"""The command line: python -m resnet_np {trace, train, gradcheck, bench}."""
+import json
+
+import numpy as np
+import pytest
+
+from resnet_np.__main__ import main
+from resnet_np.train import Trainer
+
+
+def test_trace_prints_every_intermediate_and_the_split(capsys):
+    assert main(["trace", "--skip", "2"]) == 0
+    out = capsys.readouterr().out
+    for key in ["a_l", "z_l1", "a_l1", "z_l2", "shortcut", "a_l2", "da_l_shortcut", "da_l_branch"]:
+        assert f"\n{key} " in out, key
+    assert "a^[l+2] = g(z^[l+2] + shortcut)" in out
+    assert "da_l == da_l_shortcut + da_l_branch: True" in out
+
+
+@pytest.mark.parametrize("args", [["--skip", "1", "--activation", "sigmoid"],
+                                  ["--skip", "3", "--shortcut", "projection"],
+                                  ["--shortcut", "none"]])
+def test_trace_options(args, capsys):
+    assert main(["trace"] + args) == 0
+    assert "Forward, a^[l] to a^[l+" in capsys.readouterr().out
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert main(["fly"]) == 2
+    assert "expected a command from" in capsys.readouterr().err
+
+
+def test_trace_rejects_unknown_option():
+    with pytest.raises(SystemExit):
+        main(["trace", "--skip", "4"])
+
+
+def _train(out, epochs, resume=None):
+    args = ["train", "--model", "resnet8", "--epochs", str(epochs), "--limit", "192",
+            "--batch-size", "64", "--out", str(out)]
+    return main(args + (["--resume", resume] if resume else []))
+
+
+def test_train_writes_history_plot_and_checkpoint_and_resumes_exactly(tmp_path, capsys,
+                                                                      monkeypatch):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _train(full, 2) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "history.json" in out
+    for name in ["history.json", "curves.png", "model.npz"]:
+        assert (full / name).exists(), name
+    history = json.loads((full / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+
+    # The same two-epoch run, killed right after the checkpoint of epoch 1 ...
+    save = Trainer.save_checkpoint
+
+    def save_then_crash(self, path):
+        save(self, path)
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _train(part, 2)
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    # ... and resumed: --epochs is the total, so it trains epoch 2 only.
+    assert _train(part, 2, resume=str(part / "model.npz")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    with np.load(full / "model.npz") as a, np.load(part / "model.npz") as b:
+        model_keys = [k for k in a.files if k.startswith("model/")]
+        assert model_keys
+        for key in model_keys:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_train_needs_data_dir_for_file_data_sets():
+    with pytest.raises(SystemExit, match="--data mnist needs --data-dir"):
+        main(["train", "--data", "mnist"])
