@@ -77,3 +77,34 @@ def test_train_writes_history_plot_and_checkpoint_and_resumes_exactly(tmp_path, 
 def test_train_needs_data_dir_for_file_data_sets():
     with pytest.raises(SystemExit, match="--data mnist needs --data-dir"):
         main(["train", "--data", "mnist"])
+
+
+def test_gradcheck_command_covers_every_layer_type():
+    import resnet_np
+    import resnet_np.__main__ as cli
+    from resnet_np.layers.base import Layer
+    covered = {type(module) for _, module, _, _ in cli._gradcheck_cases()}
+    exported = {obj for obj in vars(resnet_np).values()
+                if isinstance(obj, type) and issubclass(obj, Layer)
+                and obj not in (Layer, resnet_np.Sequential, resnet_np.ResidualBlock)}
+    # Shortcut layers are checked inside the blocks that own them.
+    exported -= {resnet_np.ZeroPadShortcut, resnet_np.Projection}
+    assert exported <= covered, sorted(c.__name__ for c in exported - covered)
+
+
+def test_gradcheck_command_reports_and_fails_on_a_wrong_backward(monkeypatch, capsys):
+    import resnet_np.__main__ as cli
+    from resnet_np import Dense
+
+    class WrongDense(Dense):
+        def backward(self, dout):
+            return 2 * super().backward(dout)
+
+    cases = cli._gradcheck_cases()[:2] + [("WrongDense", WrongDense(3, 2, rng=0), (4, 3), None)]
+    monkeypatch.setattr(cli, "_gradcheck_cases", lambda: cases)
+    assert main(["gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert "Dense " in out and "WrongDense" in out and "1 FAILED" in out
+    monkeypatch.setattr(cli, "_gradcheck_cases", lambda: cases[:2])
+    assert main(["gradcheck"]) == 0
+    assert "all passed" in capsys.readouterr().out
