@@ -7,7 +7,7 @@ from .io import load, save
 from .layers import Conv2d, col2im, im2col
 from .layers import BatchNorm1d, BatchNorm2d
 from .layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from .layers import Flatten, Upsample2d
+from .layers import Concat, Flatten, Upsample2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -30,7 +30,7 @@ __all__ = [
     "Conv2d", "im2col", "col2im",
     "BatchNorm1d", "BatchNorm2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d",
-    "Flatten", "Upsample2d",
+    "Flatten", "Upsample2d", "Concat",
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
     "load_builtin", "BUILTIN_CLASSES", "sample_grid", "load_mnist", "load_cifar10",
     "load_digits", "random_crop", "random_flip", "augment_cifar", "normalize", "channel_stats",

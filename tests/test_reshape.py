@@ -89,3 +89,82 @@ def test_upsample_matches_pytorch(rng):
     up = Upsample2d(2)
     np.testing.assert_allclose(up(x), out_t.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(up.backward(dout), xt.grad.numpy(), rtol=1e-12)
+
+
+# -- Concat ----------------------------------------------------------------------------
+from resnet_np import Concat, Layer  # noqa: E402
+
+
+class SplitTransformConcat(Layer):
+    """Test wrapper with check_gradients' one-input interface: split x's channels at
+    `cut` into x_a, x_b and concatenate (tanh(x_b), 3 x_a), so each piece's gradient
+    must come back to its own channels."""
+
+    def __init__(self, cut):
+        super().__init__()
+        self.cut, self.concat = cut, Concat()
+
+    def forward(self, x):
+        x_a, x_b = x[:, :self.cut], x[:, self.cut:]
+        self.cache = {"t": np.tanh(x_b)}
+        return self.concat(self.cache["t"], 3.0 * x_a)
+
+    def backward(self, dout):
+        dt, dx_a = self.concat.backward(dout)
+        dx_b = dt * (1 - self.cache["t"] ** 2)
+        return np.concatenate([3.0 * dx_a, dx_b], axis=1)
+
+
+def test_concat_values_and_split_backward(rng):
+    xs = [rng.normal(size=(2, c, 3, 5)) for c in (1, 4, 2)]
+    concat = Concat()
+    out = concat(*xs)
+    assert out.shape == (2, 7, 3, 5)
+    np.testing.assert_array_equal(out[:, 1:5], xs[1])
+    np.testing.assert_array_equal(out[:, 5:], xs[2])
+    dout = rng.normal(size=out.shape)
+    dxs = concat.backward(dout)
+    assert isinstance(dxs, tuple) and [d.shape for d in dxs] == [x.shape for x in xs]
+    np.testing.assert_array_equal(np.concatenate(dxs, axis=1), dout)
+    np.testing.assert_array_equal(dxs[0], dout[:, :1])
+    assert concat.cache["sizes"] == [1, 4, 2]
+    assert concat.params == {} and repr(concat) == "Concat()"
+
+
+@pytest.mark.parametrize("cut", [1, 3])
+def test_concat_gradient_check(rng, cut):
+    x = rng.normal(size=(2, 4, 3, 3))
+    report = check_gradients(SplitTransformConcat(cut), x)
+    report.assert_ok()
+    assert report["dx"] < 1e-7
+
+
+def test_concat_gradient_check_catches_pieces_cut_from_the_wrong_end(rng):
+    class CutFromTheEnd(Concat):            # shapes right, channels wrong
+        def backward(self, dout):
+            first = dout.shape[1] - self.cache["sizes"][0]
+            return dout[:, first:], dout[:, :first]
+    layer = SplitTransformConcat(1)
+    layer.concat = CutFromTheEnd()
+    assert not check_gradients(layer, rng.normal(size=(2, 4, 3, 3))).passed
+
+
+def test_concat_errors():
+    concat = Concat()
+    with pytest.raises(ValueError, match=r"^Concat\(\)\.forward: expected two or more inputs, "
+                                         r"as concat\(x_0, x_1\), got 1 input\. "):
+        concat(np.zeros((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"^Concat\(\)\.forward: expected inputs that agree on "
+                                         r"every axis but the channels \(1\), got shapes "
+                                         r"\(1, 2, 4, 4\), \(1, 1, 4, 5\)\. Upsample or crop"):
+        concat(np.zeros((1, 2, 4, 4)), np.zeros((1, 1, 4, 5)))
+    with pytest.raises(ValueError, match=r"Concat\(\)\.forward input 1: expected x of shape "
+                                         r"\(N, C, \.\.\.\) like input 0, got \(1, 4, 4\)\."):
+        concat(np.zeros((1, 2, 4, 4)), np.zeros((1, 4, 4)))
+    with pytest.raises(RuntimeError, match=r"^Concat\.backward: expected forward to have run"):
+        Concat().backward(np.zeros((1, 2, 3, 3)))
+
+
+def test_upsample_gradient_check_odd_sizes_float64(rng):
+    report = check_gradients(Upsample2d((3, 2)), rng.normal(size=(2, 3, 3, 5)))
+    assert report.passed and report["dx"] < 1e-7

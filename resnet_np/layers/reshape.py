@@ -1,7 +1,8 @@
-"""Layers that move values around without arithmetic: Flatten, Upsample2d.
+"""Layers that move values around without arithmetic: Flatten, Upsample2d, Concat.
 
-Their backward passes undo the movement: Flatten reshapes the gradient back, and
-Upsample2d sums the gradient of every copy of a pixel back into that pixel.
+Their backward passes undo the movement: Flatten reshapes the gradient back,
+Upsample2d sums the gradient of every copy of a pixel back into that pixel, and
+Concat cuts the gradient back into one piece per input.
 """
 import numpy as np
 
@@ -94,3 +95,63 @@ class Upsample2d(Layer):
         if (sH, sW) == (2, 2):
             return ""
         return f"scale_factor={sH if sH == sW else (sH, sW)}"
+
+
+class Concat(Layer):
+    """Stack inputs along the channel axis: out = [x_0, x_1, ...] along axis 1.
+
+    Concat takes two or more inputs, so its interface differs from a one-input
+    layer in the obvious way: ``forward(*xs)`` (and ``concat(x_0, x_1)``) returns
+    one array, ``backward(dout)`` returns a tuple with one gradient per input, in
+    the order the inputs were given. A U-Net uses it to join encoder features
+    (the long skip) to the upsampled decoder features.
+
+    Math
+    ----
+    out[:, 0:C_0] = x_0,  out[:, C_0:C_0+C_1] = x_1, ...
+    Each output channel is a copy of exactly one input channel, so the gradient of
+    input k is the slice of dout that came from it: dx_k = dout[:, C_0+...+C_(k-1) :
+    C_0+...+C_k]. Nothing is summed: concatenation, unlike addition, keeps the two
+    paths apart.
+
+    Shape
+    -----
+    x_k: (N, C_k, H, W) (any trailing axes, equal across inputs)
+    out: (N, C_0 + C_1 + ..., H, W)
+
+    Example
+    -------
+    >>> concat = Concat()
+    >>> out = concat(np.zeros((2, 3, 4, 4)), np.ones((2, 5, 4, 4)))
+    >>> out.shape
+    (2, 8, 4, 4)
+    >>> dx_0, dx_1 = concat.backward(np.arange(8.0).reshape(1, 8, 1, 1) * np.ones((2, 8, 4, 4)))
+    >>> dx_0.shape, dx_1.shape, float(dx_1[0, 0, 0, 0])
+    ((2, 3, 4, 4), (2, 5, 4, 4), 3.0)
+    """
+
+    def _check_inputs(self, xs):
+        where = f"{self!r}.forward"
+        if len(xs) < 2:
+            raise ValueError(message(where, "two or more inputs, as concat(x_0, x_1)",
+                                     f"{len(xs)} input", "Pass each array as its own argument."))
+        for k, x in enumerate(xs):
+            check_array(x, f"{where} input {k}", max(np.ndim(xs[0]), 2), "(N, C, ...) like input 0")
+        other = [tuple(x.shape[:1] + x.shape[2:]) for x in xs]
+        if any(o != other[0] for o in other):
+            raise ValueError(message(where, "inputs that agree on every axis but the channels (1)",
+                                     "shapes " + ", ".join(str(x.shape) for x in xs),
+                                     "Upsample or crop one input so H and W match."))
+
+    def forward(self, *xs):
+        self._check_inputs(xs)
+        self.cache = {"sizes": [x.shape[1] for x in xs]}
+        return np.concatenate(xs, axis=1)                      # (N, C_0 + C_1 + ..., H, W)
+
+    def backward(self, dout):
+        sizes = self._cached("sizes")
+        cuts = np.cumsum(sizes)[:-1]                           # channel where each piece ends
+        return tuple(np.split(dout, cuts, axis=1))             # views of dout, one per input
+
+    def __call__(self, *xs):
+        return self.forward(*xs)
