@@ -1,0 +1,228 @@
+"""Do shortcut connections have weights? Shortcut options identity / A / B / C compared.
+
+Answers learner question 2 (docs/questions/q2_shortcut_weights.md): a shortcut that
+joins tensors of the same shape is the identity, with no parameters; where the shape
+changes (a stage boundary: stride 2, twice the channels) something must change a^[l]:
+zero-padding (He et al. 2015 option A, no parameters) or a projection W_s, a 1x1
+conv + BN (option B there, option C everywhere). This script
+
+1. counts parameters, whole model and per block, for each option on one ResNet,
+2. shows the error you get from an identity shortcut across a shape change,
+3. trains the A, B and C models identically (same seed, same initial branch weights,
+   same data order and schedule) and compares their test accuracy.
+
+Run (from the repository root)::
+
+    python examples/03_shortcut_options.py               # full: about 10 minutes
+    python examples/03_shortcut_options.py --quick       # seconds (used by the tests)
+    python examples/03_shortcut_options.py --out DIR     # default runs/03_shortcut_options
+
+Full mode trains three ResNet-20s on 4,000 of the 10,000 built-in 16x16 images for
+10 epochs (cosine schedule), tested on the 2,000 test images. For speed it trades
+away the paper's scale: 16x16 synthetic shapes instead of ImageNet, a 4k subset,
+10 epochs instead of ~100, and one seed per option (the printed standard error says
+how large a difference the test set can resolve). It writes results.json, the
+figures 03_shortcut_params.png and 03_test_accuracy.png, and prints a table.
+"""
+# %%
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import resnet_np as rn  # noqa: E402
+from resnet_np import viz  # noqa: E402
+
+OPTIONS = ("identity", "A", "B", "C")
+TRAINED = ("A", "B", "C")
+REQUIRED_KEYS = ["params", "shortcut_params", "test_accuracy", "identity_error",
+                 "per_block", "block_params", "test_accuracy_curve"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, runs in seconds")
+    p.add_argument("--out", default=os.path.join("runs", "03_shortcut_options"))
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    sizes = (dict(depth=8, n_train=128, n_test=64, epochs=1) if args.quick else
+             dict(depth=20, n_train=4000, n_test=2000, epochs=10))
+    args.__dict__.update(sizes, batch_size=64 if args.quick else 128, lr=0.1)
+    return args
+
+
+# %% [markdown]
+# ## 1. Where are the shortcut weights? Count them.
+# A shortcut's parameters live under the name "...shortcut..." (Projection: conv.W,
+# bn.gamma, bn.beta). Identity and ZeroPadShortcut hold none.
+
+# %%
+def shortcut_count(model):
+    """Number of trainable scalars inside shortcut layers."""
+    return int(sum(p.size for name, p in model.named_parameters() if ".shortcut." in name))
+
+
+def blocks_of(model):
+    """(name, block) for every residual block of a resnet_cifar model, in order."""
+    return [(name, layer) for name, layer in model.named_layers()
+            if isinstance(layer, rn.ResidualBlock)]
+
+
+def count_model(depth, kind, seed):
+    """params, shortcut_params and the per-block view for one option; error if impossible."""
+    try:
+        model = rn.resnet_cifar(depth, shortcut=kind, rng=seed)
+    except ValueError as err:
+        return None, None, None, str(err)
+    per_block = {name: {"shortcut": type(b.shortcut).__name__,
+                        "shape": f"{b.in_channels}->{b.out_channels}, stride {b.stride}",
+                        "shortcut_params": b.shortcut.num_parameters()}
+                 for name, b in blocks_of(model)}
+    return model.num_parameters(), shortcut_count(model), per_block, None
+
+
+def identity_per_block(reference):
+    """Per block of the A model: would an identity shortcut be possible there?"""
+    view = {}
+    for name, info in reference.items():
+        c_in, rest = info["shape"].split("->")
+        c_out, stride = rest.split(", stride ")
+        same = c_in == c_out and stride == "1"
+        view[name] = {"shortcut": "Identity" if same else "impossible (ValueError)",
+                      "shape": info["shape"], "shortcut_params": 0 if same else None}
+    return view
+
+
+def block_params():
+    """Parameters of one same-shape block (16->16) and one boundary block (16->32, stride 2)."""
+    table = {}
+    for label, (c_in, c_out, stride) in {"same_shape": (16, 16, 1),
+                                         "boundary": (16, 32, 2)}.items():
+        table[label] = {}
+        for kind in OPTIONS:
+            try:
+                block = rn.BasicBlock(c_in, c_out, stride=stride, shortcut=kind, rng=0)
+                table[label][kind] = {"params": block.num_parameters(),
+                                      "shortcut_params": block.shortcut.num_parameters()}
+            except ValueError:
+                table[label][kind] = None
+    return table
+
+
+# %% [markdown]
+# ## 2. Train A, B and C identically
+# The same rng seed gives every option the same stem, branch and classifier weights
+# (the block draws its shortcut's rng whatever the option), the same batches and the
+# same schedule: only the shortcuts differ.
+
+# %%
+def load_data(args):
+    (X, y), (X_test, y_test) = rn.load_builtin(seed=args.seed, n_train=args.n_train,
+                                                n_test=args.n_test)
+    mean, std = rn.channel_stats(X)
+    return (rn.normalize(X, mean, std), y), (rn.normalize(X_test, mean, std), y_test)
+
+
+def train_one(kind, data, args):
+    """Train resnet_cifar(depth, shortcut=kind); returns its History and test accuracy."""
+    (X, y), (X_test, y_test) = data
+    model = rn.resnet_cifar(args.depth, shortcut=kind, rng=args.seed)
+    optimizer = rn.SGD(model, lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    schedule = rn.WarmupLR(rn.CosineLR(args.lr, args.epochs), warmup_epochs=1,
+                           warmup_lr=args.lr / 10, linear=True)
+    trainer = rn.Trainer(model, rn.SoftmaxCrossEntropy(), optimizer, schedule=schedule,
+                         rng=args.seed)
+    start = time.perf_counter()
+    history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                          val=(X_test, y_test), verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = trainer.evaluate(X_test, y_test)["accuracy"]
+    print(f"  shortcut {kind}: test accuracy {accuracy:.4f}, train loss "
+          f"{history['loss'][-1]:.4f}, {seconds:.0f}s")
+    return history, accuracy, seconds
+
+
+# %% [markdown]
+# ## 3. Results table, results.json and figures
+
+# %%
+def print_tables(results):
+    print(f"\nParameters of ResNet-{results['depth']} by shortcut option")
+    print(f"{'option':<9}{'params':>10}{'shortcut':>10}{'test acc':>10}{'+/- s.e.':>10}")
+    for kind in OPTIONS:
+        p, s = results["params"][kind], results["shortcut_params"][kind]
+        acc = results["test_accuracy"].get(kind)
+        se = results["test_accuracy_se"].get(kind)
+        cells = [f"{p:>10,}", f"{s:>10,}"] if p is not None else [f"{'error':>10}", f"{'-':>10}"]
+        cells += [f"{acc:>10.4f}", f"{se:>10.4f}"] if acc is not None else [f"{'-':>10}"] * 2
+        print(f"{kind:<9}" + "".join(cells))
+    print("\nShortcut parameters per block")
+    print(f"{'block':<11}{'shape':<20}" + "".join(f"{k:>10}" for k in OPTIONS))
+    for name, info in results["per_block"]["A"].items():
+        row = [results["per_block"][k][name]["shortcut_params"] for k in OPTIONS]
+        print(f"{name:<11}{info['shape']:<20}"
+              + "".join(f"{'error' if v is None else v:>10}" for v in row))
+    print(f"\nidentity shortcut across a shape change:\n  ValueError: {results['identity_error']}")
+
+
+def count_all(args):
+    results = {"depth": args.depth, "params": {}, "shortcut_params": {}, "per_block": {}}
+    for kind in OPTIONS:
+        params, short, per_block, error = count_model(args.depth, kind, args.seed)
+        results["params"][kind], results["shortcut_params"][kind] = params, short
+        if error is not None:
+            results["identity_error"] = error
+        else:
+            results["per_block"][kind] = per_block
+    results["per_block"] = {"identity": identity_per_block(results["per_block"]["A"]),
+                            **results["per_block"]}
+    results["block_params"] = block_params()
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
+    results = count_all(args)
+    data = load_data(args)
+    print(f"training ResNet-{args.depth} with shortcuts {', '.join(TRAINED)}: "
+          f"{args.n_train} train / {args.n_test} test images, {args.epochs} epochs")
+    for key in ("test_accuracy", "test_accuracy_se", "test_accuracy_curve", "train_loss",
+                "seconds"):
+        results[key] = {}
+    for kind in TRAINED:
+        history, acc, seconds = train_one(kind, data, args)
+        results["test_accuracy"][kind] = acc
+        results["test_accuracy_se"][kind] = float(np.sqrt(acc * (1 - acc) / args.n_test))
+        results["test_accuracy_curve"][kind] = history["val_accuracy"]
+        results["train_loss"][kind] = history["loss"]
+        results["seconds"][kind] = seconds
+    results["settings"] = {k: getattr(args, k) for k in
+                           ("depth", "n_train", "n_test", "epochs", "batch_size", "lr", "seed")}
+    results["total_seconds"] = time.perf_counter() - start
+    print_tables(results)
+    save(results, args.out)
+    return results
+
+
+def save(results, out):
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    viz.plot_shortcut_params(results["params"], results["shortcut_params"],
+                             os.path.join(out, "03_shortcut_params.png"),
+                             title=f"ResNet-{results['depth']}: parameters by shortcut option")
+    viz.plot_accuracy_curves({f"option {k}": v for k, v in results["test_accuracy_curve"].items()},
+                             os.path.join(out, "03_test_accuracy.png"),
+                             title=f"ResNet-{results['depth']}: test accuracy per epoch")
+    print(f"\nwrote {out}/results.json, 03_shortcut_params.png, 03_test_accuracy.png "
+          f"({results['total_seconds']:.0f}s in all)")
+
+
+# %%
+if __name__ == "__main__":
+    main()
