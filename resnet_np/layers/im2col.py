@@ -152,10 +152,14 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
 class _Geometry:
     """Sizes of the phase ("shifted columns") layout for one input shape.
 
-    A chunk of n examples lives in a phase buffer xq of shape (C, S, n, P), where
-    S = sH * sW phases, each phase an (Hq, Wq) image flattened, plus `tail` zeros so
-    the last shift stays inside. cols (C, kH * kW, n, L) and the wide output
-    (C_out, n, L) have L = H_out * Wq wide pixels per example.
+    A chunk of n examples lives in a phase buffer xq of shape (C, S, Hq * n * B + tail):
+    S = sH * sW phases; in each phase, row r holds row r of every example side by side,
+    each example in a block of B columns, then `tail` zeros so the last shift stays inside.
+    With stride 1, B = W + pW: the pW zeros that start a block are both the left padding
+    of its example and the right padding of the example before it (a shared border, so
+    fewer wide columns: 9 instead of 10 per 8-pixel row). With stride s, B = Wq =
+    ceil((W + 2 pW) / s) and each example keeps its own padding. cols (C, kH * kW,
+    H_out * n * B) and the wide output (C_out, H_out, n, B) keep the first W_out of B.
     """
 
     def __init__(self, x_shape, kernel_size, stride, padding):
@@ -163,17 +167,21 @@ class _Geometry:
          self.H_out, self.W_out) = _geometry(x_shape, kernel_size, stride, padding)
         self.Hq = -(-(self.H + 2 * self.pH) // self.sH)     # ceil(Hp / sH)
         self.Wq = -(-(self.W + 2 * self.pW) // self.sW)
+        shared = self.sW == 1 and self.pW < self.kW          # then B >= W_out
+        self.B = self.W + self.pW if shared else self.Wq
         self.S = self.sH * self.sW
-        self.P = self.Hq * self.Wq + (self.kW - 1) // self.sW
-        self.L = self.H_out * self.Wq
+        self.tail = (self.kW - 1) // self.sW
         self.K = self.C * self.kH * self.kW
-        # offset (i, j) -> (phase index, shift inside the flattened phase)
-        self.shifts = [((i % self.sH) * self.sW + j % self.sW,
-                        (i // self.sH) * self.Wq + j // self.sW)
-                       for i in range(self.kH) for j in range(self.kW)]
+        self.L = self.H_out * self.B                         # wide pixels per example
+
+    def shifts(self, n):
+        """For each offset (i, j): (phase index, shift inside the flattened phase)."""
+        return [((i % self.sH) * self.sW + j % self.sW,
+                 (i // self.sH) * n * self.B + j // self.sW)
+                for i in range(self.kH) for j in range(self.kW)]
 
     def phase_slices(self):
-        """For each phase: (index, phase rows, phase cols, x rows, x cols) as slices."""
+        """For each phase: (index, phase rows, block cols, x rows, x cols) as slices."""
         rows = [_phase_axis(a, self.sH, self.pH, self.H) for a in range(self.sH)]
         cols = [_phase_axis(b, self.sW, self.pW, self.W) for b in range(self.sW)]
         return [(a * self.sW + b, rq, cq, rx, cx)
@@ -201,67 +209,70 @@ def _scratch(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
+def _phases(name, n, g, dtype):
+    """A zeroed phase buffer (C, S, Hq*n*B + tail) and its (C, S, Hq, n, B) view."""
+    xq = _scratch(name, (g.C, g.S, g.Hq * n * g.B + g.tail), dtype)
+    xq[...] = 0
+    return xq, xq[..., :g.Hq * n * g.B].reshape(g.C, g.S, g.Hq, n, g.B)
+
+
 def _columns(x, g):
     """Shifted columns of a chunk x (n, C, H, W): a scratch array (C * kH * kW, n * L)."""
     n = x.shape[0]
-    xq = _scratch("phases", (g.C, g.S, n, g.P), x.dtype)          # (C, S, n, P)
-    xq[...] = 0
-    xq4 = xq[..., :g.Hq * g.Wq].reshape(g.C, g.S, n, g.Hq, g.Wq)  # each phase as an image
+    xq, xq5 = _phases("phases", n, g, x.dtype)                      # (C, S, Hq, n, B)
     for phase, rq, cq, rx, cx in g.phase_slices():
-        xq4[:, phase, :, rq, cq] = x[:, :, rx, cx].transpose(1, 0, 2, 3)
-    cols = _scratch("cols", (g.C, g.kH * g.kW, n, g.L), x.dtype)  # (C, kH*kW, n, L)
-    for k, (phase, shift) in enumerate(g.shifts):
-        cols[:, k] = xq[:, phase, :, shift:shift + g.L]
-    return cols.reshape(g.K, n * g.L)                              # (C*kH*kW, n*L)
+        xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
+    cols = _scratch("cols", (g.C, g.kH * g.kW, n * g.L), x.dtype)   # (C, kH*kW, H_out*n*B)
+    for k, (phase, shift) in enumerate(g.shifts(n)):
+        cols[:, k] = xq[:, phase, shift:shift + n * g.L]
+    return cols.reshape(g.K, n * g.L)                                # (C*kH*kW, n*L)
 
 
 def _add_columns_back(dcols, dx, g):
     """col2im on the shifted layout: dx (n, C, H, W) = sum of dcols over the windows."""
     n = dx.shape[0]
-    dcols = dcols.reshape(g.C, g.kH * g.kW, n, g.L)               # (C, kH*kW, n, L)
-    dxq = _scratch("dphases", (g.C, g.S, n, g.P), dcols.dtype)     # (C, S, n, P)
-    dxq[...] = 0
-    for k, (phase, shift) in enumerate(g.shifts):
-        dxq[:, phase, :, shift:shift + g.L] += dcols[:, k]
-    dxq4 = dxq[..., :g.Hq * g.Wq].reshape(g.C, g.S, n, g.Hq, g.Wq)
+    dcols = dcols.reshape(g.C, g.kH * g.kW, n * g.L)                # (C, kH*kW, H_out*n*B)
+    dxq, dxq5 = _phases("dphases", n, g, dcols.dtype)               # (C, S, Hq, n, B)
+    for k, (phase, shift) in enumerate(g.shifts(n)):
+        dxq[:, phase, shift:shift + n * g.L] += dcols[:, k]
     for phase, rq, cq, rx, cx in g.phase_slices():
-        dx[:, :, rx, cx] = dxq4[:, phase, :, rq, cq].transpose(1, 0, 2, 3)
+        dx[:, :, rx, cx] = dxq5[:, phase, rq, :, cq].transpose(2, 0, 1, 3)
 
 
 def _forward_chunk(x, out, W2, g):
     """out (n, C_out, H_out, W_out) = W2 @ columns of x, wide columns dropped."""
     n, C_out = x.shape[0], W2.shape[0]
-    wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, n*L)
-    cols = _columns(x, g)                                          # (C*kH*kW, n*L)
+    wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, H_out*n*B)
+    cols = _columns(x, g)                                          # (C*kH*kW, H_out*n*B)
     np.matmul(W2, cols, out=wide)
-    wide = wide.reshape(C_out, n, g.H_out, g.Wq)[..., :g.W_out]     # drop the wide columns
-    out[...] = wide.transpose(1, 0, 2, 3)
+    wide = wide.reshape(C_out, g.H_out, n, g.B)[..., :g.W_out]      # drop the wide columns
+    out[...] = wide.transpose(2, 0, 1, 3)
     return cols
 
 
 def _backward_chunk_flipped(x, dout, dx, Wf2, g_back):
     """Stride 1: fill dx = conv(dout, flipped kernel); return dW from the same columns.
 
-    cols[(o, i', j'), (n, y, z)] = dout padded by kH - 1 - pH at (y + i', z + j'), so
-    x (C, n*L') @ cols^T gives, at (c, (o, i', j')), dW[o, c, kH-1-i', kW-1-j'].
+    cols[(o, i', j'), (y, n, z)] = dout padded by kH - 1 - pH at (y + i', z + j'), so
+    x (C, H*n*B') @ cols^T gives, at (c, (o, i', j')), dW[o, c, kH-1-i', kW-1-j'].
     Returns that (C_out*kH*kW, C) matrix; conv_backward flips it back.
     """
-    n, C = x.shape[:2]
-    cols = _forward_chunk(dout, dx, Wf2, g_back)                    # (C_out*kH*kW, n*L')
-    xwide = _scratch("xwide", (C, n, g_back.H_out, g_back.Wq), x.dtype)  # (C, n, H, Wq')
-    xwide[..., :g_back.W_out] = x.transpose(1, 0, 2, 3)
-    xwide[..., g_back.W_out:] = 0                                     # wide columns
-    return cols @ xwide.reshape(C, -1).T                              # (C_out*kH*kW, C)
+    n, C, H, W = x.shape
+    cols = _forward_chunk(dout, dx, Wf2, g_back)                    # (C_out*kH*kW, H*n*B')
+    xwide = _scratch("xwide", (C, H, n, g_back.B), x.dtype)         # (C, H, n, B')
+    xwide[..., :W] = x.transpose(1, 2, 0, 3)
+    xwide[..., W:] = 0                                               # wide columns
+    return cols @ xwide.reshape(C, -1).T                             # (C_out*kH*kW, C)
 
 
 def _backward_chunk(x, dout, dx, W2, g):
     """Any stride: fill dx by col2im for a chunk; return its dW2 (C_out, C*kH*kW)."""
     n, C_out = x.shape[0], W2.shape[0]
-    dwide = _scratch("dwide", (C_out, n, g.H_out, g.Wq), dx.dtype)  # (C_out, n, H_out, Wq)
-    dwide[..., :g.W_out] = dout.transpose(1, 0, 2, 3)
+    dwide = _scratch("dwide", (C_out, g.H_out, n, g.B), dx.dtype)   # (C_out, H_out, n, B)
+    dwide[..., :g.W_out] = dout.transpose(1, 2, 0, 3)
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
-    dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, n*L)
-    cols = _columns(x, g)                                            # (C*kH*kW, n*L)
+    dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, H_out*n*B)
+    cols = _columns(x, g)                                            # (C*kH*kW, H_out*n*B)
     dW2 = (cols @ dwide.T).T        # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
     np.matmul(W2.T, dwide, out=cols)                                 # dcols, reusing cols
     _add_columns_back(cols, dx, g)
