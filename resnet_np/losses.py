@@ -1,4 +1,4 @@
-"""Losses: SoftmaxCrossEntropy for classification, MSELoss for regression.
+"""Losses: SoftmaxCrossEntropy for classification (per example or per pixel), MSELoss for regression.
 
 A loss is the one place 1/N appears: forward averages over the batch, so backward
 returns dlogits already divided by N, and no layer divides again.
@@ -20,9 +20,15 @@ class SoftmaxCrossEntropy:
     logits of +-1e4 neither overflow nor give log(0).
     Backward: dL/dz = (softmax(z) - onehot(y)) / N.
 
+    Per-pixel labels (segmentation), as torch.nn.CrossEntropyLoss: logits
+    (N, C, d1, d2, ...) with labels (N, d1, d2, ...) are one classification per
+    position; the loss is the mean over all M = N * d1 * d2 * ... positions and
+    dL/dz = (softmax over C - onehot) / M at every position.
+
     Shape
     -----
     logits: (N, C) float   y: (N,) integers in [0, C)   loss: float
+    or logits: (N, C, H, W)   y: (N, H, W)   dlogits: (N, C, H, W)
 
     Example
     -------
@@ -32,6 +38,14 @@ class SoftmaxCrossEntropy:
     >>> loss.backward()
     array([[-0.375,  0.125,  0.125,  0.125],
            [ 0.125,  0.125,  0.125, -0.375]])
+
+    Two classes at each of 2 x 3 pixels of one image (background 0, object 1):
+
+    >>> masks = np.array([[[0, 1, 1], [0, 0, 1]]])                     # (N, H, W)
+    >>> round(loss(np.zeros((1, 2, 2, 3)), masks), 4)                  # log(2) at every pixel
+    0.6931
+    >>> loss.backward().shape
+    (1, 2, 2, 3)
     """
 
     def __init__(self):
@@ -39,13 +53,29 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits, y):
         where = "SoftmaxCrossEntropy.forward"
-        check_array(logits, where, 2, "(N, C) logits")
+        self.cache, ndim = {}, np.ndim(logits)
+        check_array(logits, where, ndim if ndim > 2 else 2,
+                    "(N, C, d1, ...) logits" if ndim > 2 else "(N, C) logits")
+        if ndim > 2:
+            logits, y = self._per_position(logits, y, where)
         N, C = logits.shape
         y = check_labels(y, where, N, C)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        self.cache = {"log_probs": log_probs, "y": y}
+        self.cache.update(log_probs=log_probs, y=y)
         return float(-log_probs[np.arange(N), y].mean())
+
+    def _per_position(self, logits, y, where):
+        """(N, C, d1, ...) logits, (N, d1, ...) labels -> (M, C) rows and (M,) labels."""
+        N, C, *spatial = logits.shape
+        y = np.asarray(y)
+        if y.shape != (N, *spatial):
+            raise ValueError(message(where, f"labels of shape {(N, *spatial)}, one per position "
+                                     f"of logits {logits.shape}", f"shape {y.shape}",
+                                     "Labels hold class indices, not one-hot channels."))
+        self.cache["shape"] = logits.shape
+        rows = np.moveaxis(logits, 1, -1).reshape(-1, C)      # (N*d1*..., C), one row a position
+        return rows, y.reshape(-1)
 
     def backward(self, dout=1.0):
         """dL/dlogits = (softmax - onehot) / N, times the upstream scalar dout."""
@@ -56,7 +86,12 @@ class SoftmaxCrossEntropy:
         N = len(y)
         dlogits = np.exp(log_probs)                       # softmax, (N, C)
         dlogits[np.arange(N), y] -= 1
-        return dlogits * (dout / N)
+        dlogits *= dout / N
+        if "shape" in self.cache:                         # per position: back to (N, C, d1, ...)
+            N_img, C, *spatial = self.cache["shape"]
+            dlogits = np.moveaxis(dlogits.reshape(N_img, *spatial, C), -1, 1)
+            dlogits = np.ascontiguousarray(dlogits)
+        return dlogits
 
     __call__ = forward
 

@@ -153,3 +153,55 @@ def test_mse_errors(prediction, target, error, pattern):
 def test_repr():
     assert repr(SoftmaxCrossEntropy()) == "SoftmaxCrossEntropy()"
     assert repr(MSELoss()) == "MSELoss()"
+
+
+# -- SoftmaxCrossEntropy over (N, C, H, W) logits: one classification per pixel ------------
+def test_cross_entropy_per_pixel_equals_rows_loss(rng):
+    logits = rng.normal(size=(2, 3, 4, 5))
+    masks = rng.integers(0, 3, size=(2, 4, 5))
+    rows = np.moveaxis(logits, 1, -1).reshape(-1, 3)          # reference: one row per pixel
+    by_rows = SoftmaxCrossEntropy()
+    expected = by_rows(rows, masks.reshape(-1))
+    loss = SoftmaxCrossEntropy()
+    assert loss(logits, masks) == pytest.approx(expected, rel=1e-14)
+    dlogits = loss.backward()
+    assert dlogits.shape == logits.shape and dlogits.flags.c_contiguous
+    np.testing.assert_allclose(np.moveaxis(dlogits, 1, -1).reshape(-1, 3), by_rows.backward(),
+                               rtol=1e-14)
+    # mean over all 40 pixels, as torch.nn.CrossEntropyLoss: each pixel's softmax - onehot / 40
+    p = softmax_reference(rows[:1])
+    p[0, masks[0, 0, 0]] -= 1
+    np.testing.assert_allclose(dlogits[0, :, 0, 0], p[0] / 40, rtol=1e-12)
+
+
+def test_cross_entropy_per_pixel_gradient_check(rng):
+    logits = rng.normal(size=(2, 2, 3, 3))
+    masks = rng.integers(0, 2, size=(2, 3, 3))
+    report = check_gradients(SoftmaxCrossEntropy(), logits, target=masks)
+    assert report.passed and report["dx"] < 1e-7
+
+
+def test_cross_entropy_2d_after_per_pixel_forgets_the_pixel_shape(rng):
+    loss = SoftmaxCrossEntropy()
+    loss(rng.normal(size=(1, 2, 2, 2)), np.zeros((1, 2, 2), dtype=np.int64))
+    loss(np.zeros((2, 4)), np.array([0, 3]))
+    assert loss.backward().shape == (2, 4)
+
+
+def test_cross_entropy_per_pixel_float32_stays_float32(rng):
+    loss = SoftmaxCrossEntropy()
+    loss(rng.normal(size=(2, 2, 3, 3)).astype(np.float32), np.ones((2, 3, 3), dtype=np.int64))
+    assert loss.backward().dtype == np.float32
+
+
+@pytest.mark.parametrize("y, error, pattern", [
+    (np.zeros((2, 4, 4), dtype=np.int64), ValueError,
+     r"^SoftmaxCrossEntropy\.forward: expected labels of shape \(2, 3, 3\), one per position of "
+     r"logits \(2, 2, 3, 3\), got shape \(2, 4, 4\)\. Labels hold class indices"),
+    (np.zeros((2, 2, 3, 3), dtype=np.int64), ValueError, r"got shape \(2, 2, 3, 3\)\."),
+    (np.full((2, 3, 3), 2), ValueError, r"expected labels in \[0, 1\], got values from 2 to 2\."),
+    (np.zeros((2, 3, 3)), TypeError, r"expected integer class labels, got dtype float64\."),
+], ids=["wrong-size", "one-hot", "too-big", "float"])
+def test_cross_entropy_per_pixel_bad_labels(y, error, pattern):
+    with pytest.raises(error, match=pattern):
+        SoftmaxCrossEntropy()(np.zeros((2, 2, 3, 3)), y)
