@@ -3,7 +3,7 @@ from .blocks import BasicBlock, Bottleneck, DenseResidualBlock, PreActBlock, Res
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
 from .data import (BUILTIN_CLASSES, augment_cifar, channel_stats, load_builtin, load_cifar10,
                    load_digits, load_mnist, normalize, random_crop, random_flip, sample_grid)
-from .io import load, save
+from .io import load, load_torch_state_dict, save, to_torch_state_dict, torch_names
 from .layers import Conv2d, col2im, im2col
 from .layers import BatchNorm1d, BatchNorm2d
 from .layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -11,7 +11,7 @@ from .layers import Concat, Flatten, Upsample2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
-from .models import residual_mlp, resnet_cifar
+from .models import residual_mlp, resnet18, resnet34, resnet_cifar
 from .optim import SGD, CosineLR, MultiStepLR, WarmupLR
 from .train import Callback, History, ProgressBar, Trainer
 from .shortcuts import Projection, ZeroPadShortcut, make_shortcut
@@ -22,7 +22,7 @@ __all__ = [
     "Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
     "get_activation",
     "ResidualBlock", "DenseResidualBlock", "BasicBlock", "PreActBlock", "Bottleneck",
-    "residual_mlp", "resnet_cifar",
+    "residual_mlp", "resnet_cifar", "resnet18", "resnet34",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "MultiStepLR", "CosineLR", "WarmupLR",
     "Trainer", "History", "Callback", "ProgressBar",
@@ -34,5 +34,5 @@ __all__ = [
     "numerical_gradient", "rel_error", "check_gradients", "GradReport",
     "load_builtin", "BUILTIN_CLASSES", "sample_grid", "load_mnist", "load_cifar10",
     "load_digits", "random_crop", "random_flip", "augment_cifar", "normalize", "channel_stats",
-    "save", "load",
+    "save", "load", "to_torch_state_dict", "load_torch_state_dict", "torch_names",
 ]

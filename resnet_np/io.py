@@ -17,10 +17,14 @@ import json
 import os
 import tempfile
 import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
 from ._checks import message
+from .layers.base import Layer
+from .layers.batchnorm import BatchNorm1d, BatchNorm2d
 
 FORMAT = "resnet_np.checkpoint.v1"
 
@@ -184,3 +188,165 @@ def load(path, model, optimizer=None):
         state = _join_optimizer(json.loads(str(arrays["optimizer"])), optimizer_arrays)
         optimizer.load_state_dict(state)
     return json.loads(str(arrays["meta"]))
+
+
+
+# -- PyTorch names ------------------------------------------------------------------
+# Our models name modules by role (stem, stage1, shortcut) and tensors by their math
+# (W, b, gamma, beta); torchvision names them conv1, layer1, downsample, weight, bias.
+# The translation goes by name, module by module, so it serves resnet18/34, resnet_cifar
+# and any single block; names not in these tables pass through unchanged.
+
+_TOP_RENAMES = {("stem", "conv"): ("conv1",), ("stem", "bn"): ("bn1",),
+                ("final", "bn"): ("bn",)}                      # resnet_cifar stem and head
+_SHORTCUT_RENAMES = {"conv": "0", "bn": "1"}                   # shortcut.conv -> downsample.0
+_LEAF_RENAMES = {"W": "weight", "b": "bias", "gamma": "weight", "beta": "bias"}
+NUM_BATCHES_TRACKED = "num_batches_tracked"
+
+
+def _torch_module_path(path):
+    """Our dotted module path -> PyTorch's: stem.conv -> conv1, stage2 -> layer2, ..."""
+    parts = path.split(".") if path else []
+    if tuple(parts[:2]) in _TOP_RENAMES:
+        parts = list(_TOP_RENAMES[tuple(parts[:2])]) + parts[2:]
+    if parts and parts[0].startswith("stage") and parts[0][5:].isdigit():
+        parts[0] = "layer" + parts[0][5:]
+    for i in range(len(parts) - 1):
+        if parts[i] == "shortcut" and parts[i + 1] in _SHORTCUT_RENAMES:
+            parts[i], parts[i + 1] = "downsample", _SHORTCUT_RENAMES[parts[i + 1]]
+    return ".".join(parts)
+
+
+def _torch_key(torch_path, key):
+    """PyTorch's name of our array `key` ("W", "gamma", "running_var") in a module."""
+    key = _LEAF_RENAMES.get(key, key)
+    return f"{torch_path}.{key}" if torch_path else key
+
+
+def _array_layers(model):
+    """(our path, PyTorch path, layer) for every layer of `model` that holds arrays."""
+    return [(path, _torch_module_path(path), layer) for path, layer in model.named_layers()
+            if layer.params or layer.buffers]
+
+
+def _is_batchnorm(layer):
+    return isinstance(layer, (BatchNorm1d, BatchNorm2d))
+
+
+def torch_names(model):
+    """Dict our name -> PyTorch name, for every parameter and buffer of `model`.
+
+    Use it to compare gradients with a PyTorch twin: ``dict(model.named_grads())[n]``
+    belongs to the torch parameter named ``torch_names(model)[n]``.
+
+    Example
+    -------
+    >>> from resnet_np import BasicBlock
+    >>> names = torch_names(BasicBlock(4, 8, stride=2, shortcut="B", rng=0))
+    >>> names["conv1.W"], names["bn1.gamma"], names["shortcut.conv.W"], names["shortcut.bn.beta"]
+    ('conv1.weight', 'bn1.weight', 'downsample.0.weight', 'downsample.1.bias')
+    """
+    return {f"{path}.{key}" if path else key: _torch_key(torch_path, key)
+            for path, torch_path, layer in _array_layers(model)
+            for key in (*layer.params, *layer.buffers)}
+
+
+class _TorchView(Layer):
+    """A model's own arrays (not copies) under PyTorch names.
+
+    Its inherited load_state_dict is the library's one key-and-shape check, so a torch
+    state is validated and reported exactly as our own state_dicts are.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.torch_params, self.torch_buffers, self.batchnorm_paths = [], [], []
+        for _, torch_path, layer in _array_layers(model):
+            self.torch_params += [(_torch_key(torch_path, k), v) for k, v in layer.params.items()]
+            self.torch_buffers += [(_torch_key(torch_path, k), v) for k, v in layer.buffers.items()]
+            if _is_batchnorm(layer):
+                self.batchnorm_paths.append(torch_path)
+
+    def named_parameters(self):
+        return iter(self.torch_params)
+
+    def named_buffers(self):
+        return iter(self.torch_buffers)
+
+
+def to_torch_state_dict(model):
+    """Copies of every parameter and buffer of `model`, under PyTorch's names.
+
+    Layouts need no change: Dense W (out, in) is torch.nn.Linear's weight, Conv2d W
+    (C_out, C_in, kH, kW) is torch.nn.Conv2d's. Names map as follows:
+
+        ours                          PyTorch / torchvision
+        W, b                          weight, bias
+        gamma, beta                   weight, bias            (BatchNorm)
+        running_mean, running_var     running_mean, running_var
+        (not kept)                    num_batches_tracked     int64 0-d array, value 0
+        shortcut.conv, shortcut.bn    downsample.0, downsample.1
+        stem.conv, stem.bn            conv1, bn1              (resnet_cifar)
+        stage1, stage2, stage3        layer1, layer2, layer3  (resnet_cifar)
+        final.bn                      bn                      (resnet_cifar, variant="pre")
+        relu, relu1, pool, ...        (no arrays: absent in both)
+
+    Every other name passes through unchanged, so resnet18/34 (already named conv1, bn1,
+    layer1..layer4, fc) differ only in the block parts and the leaves. We do not count
+    BatchNorm updates, so num_batches_tracked is 0; PyTorch reads it only when a BatchNorm
+    has momentum=None (a cumulative average), which our layers do not offer.
+    Arrays keep the model's dtype; the order is PyTorch's (module by module).
+
+    Example
+    -------
+    >>> from resnet_np import resnet18
+    >>> state = to_torch_state_dict(resnet18(rng=0))
+    >>> len(state)                       # torchvision's resnet18().state_dict() has 122
+    122
+    >>> list(state)[:6]
+    ['conv1.weight', 'bn1.weight', 'bn1.bias', 'bn1.running_mean', 'bn1.running_var', \
+'bn1.num_batches_tracked']
+    >>> state["layer2.0.downsample.0.weight"].shape, state["fc.weight"].shape
+    ((128, 64, 1, 1), (1000, 512))
+    """
+    state = OrderedDict()
+    for _, torch_path, layer in _array_layers(model):
+        for key, value in (*layer.params.items(), *layer.buffers.items()):
+            state[_torch_key(torch_path, key)] = value.copy()
+        if _is_batchnorm(layer):
+            state[_torch_key(torch_path, NUM_BATCHES_TRACKED)] = np.array(0, dtype=np.int64)
+    return state
+
+
+def load_torch_state_dict(model, state, strict=True):
+    """Copy arrays named as in PyTorch (see to_torch_state_dict) into `model`; return it.
+
+    `state` maps PyTorch names to NumPy arrays, e.g.
+    ``{k: v.numpy() for k, v in torch_model.state_dict().items()}``; values are cast to
+    the model's dtype. num_batches_tracked entries of BatchNorm layers are accepted and
+    ignored. With strict=True every missing, unexpected or mis-shaped key is reported by
+    its PyTorch name in one ValueError, and nothing is changed; strict=False loads the
+    keys that match (mis-shaped ones still raise).
+
+    Example
+    -------
+    >>> from resnet_np import resnet_cifar
+    >>> source, target = resnet_cifar(8, rng=0), resnet_cifar(8, rng=1)
+    >>> state = to_torch_state_dict(source)
+    >>> [k for k in state if k.startswith("layer2.0.")][:3]
+    ['layer2.0.conv1.weight', 'layer2.0.bn1.weight', 'layer2.0.bn1.bias']
+    >>> model = load_torch_state_dict(target, state)
+    >>> bool(np.array_equal(target.stage2[0].conv1.params["W"], source.stage2[0].conv1.params["W"]))
+    True
+    """
+    where = "resnet_np.io.load_torch_state_dict"
+    if not isinstance(state, Mapping):
+        raise TypeError(message(where, "a dict of PyTorch name -> array", type(state).__name__,
+                                "Pass {k: v.numpy() for k, v in torch_model.state_dict().items()}."))
+    view = _TorchView(model)
+    counters = {_torch_key(path, NUM_BATCHES_TRACKED) for path in view.batchnorm_paths}
+    try:
+        view.load_state_dict({k: v for k, v in state.items() if k not in counters}, strict)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return model

@@ -11,7 +11,7 @@ from .layers.base import Sequential
 from .layers.batchnorm import BatchNorm2d
 from .layers.conv import Conv2d
 from .layers.dense import Dense
-from .layers.pooling import GlobalAvgPool2d
+from .layers.pooling import GlobalAvgPool2d, MaxPool2d
 
 
 def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation="relu",
@@ -113,3 +113,77 @@ def resnet_cifar(depth=20, num_classes=10, in_channels=3, width=16, variant="pos
     layers["pool"] = GlobalAvgPool2d()
     layers["fc"] = Dense(c_in, check_int(num_classes, "num_classes", where), rng=rng)
     return Sequential(layers)
+
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)   # widths of layer1..layer4 in resnet18/34
+
+
+def _imagenet_resnet(where, blocks_per_layer, num_classes, in_channels, rng):
+    """torchvision's BasicBlock ResNet for ImageNet, with its top-level names.
+
+    conv1 (7x7, stride 2, no bias) -> bn1 -> relu -> maxpool (3x3, stride 2, padding 1)
+    -> layer1..layer4 (BasicBlocks, shortcut "B", stride 2 in the first block of
+    layer2..layer4) -> avgpool (global) -> fc.
+    """
+    num_classes = check_int(num_classes, "num_classes", where)
+    in_channels = check_int(in_channels, "in_channels", where)
+    rng = as_generator(rng)
+    layers = {"conv1": Conv2d(in_channels, IMAGENET_WIDTHS[0], 7, stride=2, padding=3,
+                              bias=False, rng=rng),
+              "bn1": BatchNorm2d(IMAGENET_WIDTHS[0]), "relu": ReLU(),
+              "maxpool": MaxPool2d(3, stride=2, padding=1)}
+    c_in = IMAGENET_WIDTHS[0]
+    for s, (c_out, n) in enumerate(zip(IMAGENET_WIDTHS, blocks_per_layer), start=1):
+        layers[f"layer{s}"] = Sequential(*[
+            BasicBlock(c_in if b == 0 else c_out, c_out, stride=2 if (b == 0 and s > 1) else 1,
+                       shortcut="B", rng=rng) for b in range(n)])
+        c_in = c_out
+    layers["avgpool"] = GlobalAvgPool2d()
+    layers["fc"] = Dense(c_in, num_classes, rng=rng)
+    return Sequential(layers)
+
+
+def resnet18(num_classes=1000, in_channels=3, rng=None):
+    """ResNet-18 for ImageNet-sized images (He et al. 2015, Table 1), torchvision's layout.
+
+    Layout: conv1 (7x7/2, 64, no bias) -> bn1 -> relu -> maxpool (3x3/2, padding 1);
+    layer1..layer4 of [2, 2, 2, 2] BasicBlocks, widths 64, 128, 256, 512, stride 2 in
+    the first block of layer2..layer4, shortcut "B" (1x1 conv + BN where the shape
+    changes); avgpool (global); fc = Dense(512, num_classes). The top-level names are
+    torchvision's; blocks use ours (relu1, relu2, shortcut.conv, shortcut.bn), and
+    resnet_np.io.to_torch_state_dict / load_torch_state_dict translate the rest.
+
+    Shape
+    -----
+    x: (N, in_channels, H, W), H and W at least 32   out: (N, num_classes)
+
+    Example
+    -------
+    >>> model = resnet18(rng=0)
+    >>> model.num_parameters()               # torchvision.models.resnet18(): 11,689,512
+    11689512
+    >>> [name for name, _ in model.children()]
+    ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4', 'avgpool', 'fc']
+    >>> small = resnet18(num_classes=10, rng=0).eval()   # one image: running statistics
+    >>> small(np.zeros((1, 3, 32, 32), dtype=np.float32)).shape
+    (1, 10)
+    """
+    return _imagenet_resnet("resnet18", (2, 2, 2, 2), num_classes, in_channels, rng)
+
+
+def resnet34(num_classes=1000, in_channels=3, rng=None):
+    """ResNet-34: resnet18's layout with [3, 4, 6, 3] BasicBlocks in layer1..layer4.
+
+    Shape
+    -----
+    x: (N, in_channels, H, W), H and W at least 32   out: (N, num_classes)
+
+    Example
+    -------
+    >>> model = resnet34(rng=0)
+    >>> model.num_parameters()               # torchvision.models.resnet34(): 21,797,672
+    21797672
+    >>> [len(model[f"layer{i}"]) for i in range(1, 5)]
+    [3, 4, 6, 3]
+    """
+    return _imagenet_resnet("resnet34", (3, 4, 6, 3), num_classes, in_channels, rng)
