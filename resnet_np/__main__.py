@@ -141,6 +141,21 @@ def train(argv):
     return 0
 
 
+class _ConcatCheck:
+    """Concat takes several inputs: check it as x -> concat(x[:, :1], 2 x[:, 1:])."""
+
+    def __init__(self):
+        from .layers.reshape import Concat
+        self.concat, self.params, self.grads = Concat(), {}, {}
+
+    def forward(self, x):
+        return self.concat.forward(x[:, :1], 2 * x[:, 1:])
+
+    def backward(self, dout):
+        dx_first, dx_rest = self.concat.backward(dout)
+        return np.concatenate([dx_first, 2 * dx_rest], axis=1)
+
+
 def _gradcheck_cases():
     """(name, module, input shape, target) for every layer, loss and block type."""
     import resnet_np as rn
@@ -160,7 +175,8 @@ def _gradcheck_cases():
               ("AvgPool2d", rn.AvgPool2d(2), (2, 2, 4, 4), None),
               ("GlobalAvgPool2d", rn.GlobalAvgPool2d(), (2, 3, 3, 3), None),
               ("Flatten", rn.Flatten(), (2, 2, 3, 3), None),
-              ("Upsample2d", rn.Upsample2d(2), (2, 2, 3, 3), None)]
+              ("Upsample2d", rn.Upsample2d(2), (2, 2, 3, 3), None),
+              ("Concat", _ConcatCheck(), (2, 3, 2, 2), None)]
     cases += [(f"DenseResidualBlock skip={k}", rn.DenseResidualBlock(4, skip=k, rng=0), (5, 4), None)
               for k in (1, 2, 3)]
     cases += [(f"BasicBlock shortcut={sc}", rn.BasicBlock(2, 4, stride=2, shortcut=sc, rng=0),

@@ -84,6 +84,7 @@ def test_gradcheck_command_covers_every_layer_type():
     import resnet_np.__main__ as cli
     from resnet_np.layers.base import Layer
     covered = {type(module) for _, module, _, _ in cli._gradcheck_cases()}
+    covered |= {type(m.concat) for _, m, _, _ in cli._gradcheck_cases() if hasattr(m, "concat")}
     exported = {obj for obj in vars(resnet_np).values()
                 if isinstance(obj, type) and issubclass(obj, Layer)
                 and obj not in (Layer, resnet_np.Sequential, resnet_np.ResidualBlock)}
