@@ -85,15 +85,14 @@ def count_model(depth, kind, seed):
     return model.num_parameters(), shortcut_count(model), per_block, None
 
 
-def identity_per_block(reference):
-    """Per block of the A model: would an identity shortcut be possible there?"""
+def identity_per_block(depth, seed):
+    """Per block: would an identity shortcut be possible there (same shape in and out)?"""
     view = {}
-    for name, info in reference.items():
-        c_in, rest = info["shape"].split("->")
-        c_out, stride = rest.split(", stride ")
-        same = c_in == c_out and stride == "1"
+    for name, b in blocks_of(rn.resnet_cifar(depth, shortcut="A", rng=seed)):
+        same = b.in_channels == b.out_channels and b.stride == 1
         view[name] = {"shortcut": "Identity" if same else "impossible (ValueError)",
-                      "shape": info["shape"], "shortcut_params": 0 if same else None}
+                      "shape": f"{b.in_channels}->{b.out_channels}, stride {b.stride}",
+                      "shortcut_params": 0 if same else None}
     return view
 
 
@@ -178,7 +177,7 @@ def count_all(args):
             results["identity_error"] = error
         else:
             results["per_block"][kind] = per_block
-    results["per_block"] = {"identity": identity_per_block(results["per_block"]["A"]),
+    results["per_block"] = {"identity": identity_per_block(args.depth, args.seed),
                             **results["per_block"]}
     results["block_params"] = block_params()
     return results
