@@ -85,3 +85,87 @@ def plot_accuracy_curves(curves, path=None, title=None, ylabel="test accuracy"):
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_gradient_norms(results, path=None, key="da"):
+    """Depth index vs gradient norm (log scale) for several models on one axis.
+
+    results : {"model label": gradient_norms(model, ...) output, ...}
+    key : "da" (||dL/da|| at each unit's input) or "dW" (norm of its parameter grads).
+    Units are plotted in order, 0 = the first (e.g. the stem); zero norms are left out
+    (a log axis cannot show them). With one model or identical unit names, the x ticks
+    name the units. Returns the matplotlib Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> import numpy as np, resnet_np as rn
+    >>> net = rn.residual_mlp(3, 4, num_blocks=2, num_classes=2, rng=0)
+    >>> x, y = np.ones((4, 3), dtype=np.float32), np.array([0, 1, 0, 1])
+    >>> fig = plot_gradient_norms({"mlp": rn.gradient_norms(net, x, y, rn.SoftmaxCrossEntropy())})
+    >>> fig.axes[0].get_yscale()
+    'log'
+    """
+    import numpy as np
+    from ._checks import check_choice, message
+    check_choice(key, "key", "plot_gradient_norms", ("da", "dW"))
+    if not isinstance(results, dict) or not results:
+        raise TypeError(message("plot_gradient_norms", "a non-empty dict {label: gradient_norms(...)}",
+                                type(results).__name__))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, norms in results.items():
+        values = np.array([entry[key] for entry in norms.values()], dtype=float)
+        values[values <= 0] = np.nan
+        ax.plot(np.arange(len(values)), values, marker="o", markersize=3, label=str(label))
+    names = [list(norms) for norms in results.values()]
+    if all(n == names[0] for n in names) and len(names[0]) <= 40:
+        ax.set_xticks(range(len(names[0])))
+        ax.set_xticklabels(names[0], rotation=90, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("depth (unit index, input side first)")
+    ax.set_ylabel("||dL/da|| at the unit's input" if key == "da" else "||dL/dW|| of the unit")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_block_pass(block, path=None):
+    """Bar charts of one block's pass: RMS of each intermediate, norm of each gradient.
+
+    Left: sqrt(mean(v^2)) of a_l, z_l1, a_l1, ..., a_l{k} (labels in Ng's notation).
+    Right (after a backward): ||.|| of da_l{k}, dz_l{k}, ..., and the split at a^[l]:
+    da_l_shortcut, da_l_branch, da_l. Returns the Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> import numpy as np, resnet_np as rn
+    >>> block = rn.DenseResidualBlock(3, rng=0)
+    >>> out = block(np.ones((2, 3)))
+    >>> len(plot_block_pass(block).axes)
+    1
+    """
+    import numpy as np
+    plt = _pyplot()
+    panels = [("forward: RMS of each intermediate", block.intermediates(), "rms")]
+    if getattr(block, "_backward_values", None):
+        panels.append(("backward: norm of each gradient", block.gradients(), "norm"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, values, kind) in zip(axes[0], panels):
+        labels = [f"{key}\n{block.LABELS.get(key, key).split(' =')[0]}" for key in values]
+        heights = [float(np.sqrt(np.mean(np.square(v)))) if kind == "rms"
+                   else float(np.linalg.norm(v)) for v in values.values()]
+        colors = ["tab:orange" if "shortcut" in key else "tab:green" if "branch" in key
+                  else "tab:blue" for key in values]
+        ax.bar(range(len(heights)), heights, color=colors)
+        ax.set_xticks(range(len(heights)))
+        ax.set_xticklabels(labels, rotation=60, fontsize=7, ha="right")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(repr(block).split("\n")[0].rstrip("("), fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
