@@ -1,0 +1,100 @@
+"""Every examples/NN_*.py runs in its --quick mode and writes the results it promises.
+
+How an example takes part (nobody edits this file to add one):
+
+- it is named examples/NN_topic.py (two digits, an underscore);
+- it accepts ``--quick`` (small sizes, seconds) and ``--out DIR``;
+- it defines, at module level, a literal list of the keys its results.json must hold:
+
+      REQUIRED_KEYS = ["intermediates", "gradient_split.shortcut_share", ...]
+
+  A dotted key "a.b" means results["a"]["b"]. The list is read with `ast`, without
+  importing or running the example, so it must be a plain literal.
+- it writes DIR/results.json and at least one DIR/*.png.
+
+The harness runs each example in a subprocess, from the repository root, with the
+source tree on PYTHONPATH and the Agg matplotlib backend.
+"""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
+TIMEOUT = 300   # seconds; a quick run should take a few
+
+
+def required_keys(path):
+    """The literal REQUIRED_KEYS list of an example file, read without running it."""
+    for node in ast.parse(Path(path).read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REQUIRED_KEYS"
+                                                for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def missing_keys(results, keys):
+    """The dotted keys of `keys` that `results` (a nested dict) does not hold."""
+    missing = []
+    for key in keys:
+        node = results
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                missing.append(key)
+                break
+            node = node[part]
+    return missing
+
+
+def run_example(path, out):
+    env = dict(os.environ, MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return subprocess.run([sys.executable, str(path), "--quick", "--out", str(out)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+# -- the harness checks itself ----------------------------------------------------------
+def test_missing_keys_finds_absent_and_nested_keys():
+    results = {"a": 1, "b": {"c": 2}, "d": [1]}
+    assert missing_keys(results, ["a", "b.c"]) == []
+    assert missing_keys(results, ["x", "b.x", "a.c", "d.e"]) == ["x", "b.x", "a.c", "d.e"]
+
+
+def test_required_keys_read_without_running(tmp_path):
+    script = tmp_path / "99_demo.py"
+    script.write_text('raise SystemExit("must not run")\nREQUIRED_KEYS = ["a", "b.c"]\n')
+    assert required_keys(script) == ["a", "b.c"]
+    script.write_text("x = 1\n")
+    assert required_keys(script) is None
+
+
+def test_there_are_examples():
+    assert EXAMPLES, "no examples/NN_*.py found"
+
+
+# -- the examples ------------------------------------------------------------------------
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_declares_its_contract(path):
+    text = path.read_text()
+    keys = required_keys(path)
+    assert keys, f"{path.name} must define a non-empty literal REQUIRED_KEYS list"
+    assert all(isinstance(k, str) for k in keys)
+    assert ast.get_docstring(ast.parse(text)), f"{path.name} needs a module docstring"
+    assert "# %%" in text, f"{path.name} needs `# %%` cell markers"
+    assert "--quick" in text and "--out" in text
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs_quick_and_writes_results(path, tmp_path):
+    proc = run_example(path, tmp_path)
+    assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    results_file = tmp_path / "results.json"
+    assert results_file.exists(), f"{path.name} wrote no results.json in --out"
+    results = json.loads(results_file.read_text())
+    assert missing_keys(results, required_keys(path)) == []
+    assert list(tmp_path.glob("*.png")), f"{path.name} wrote no PNG figure in --out"
