@@ -258,8 +258,9 @@ def _print_convs(rows, torch_present):
             if name == "numpy" and "torch" in pair:
                 t = pair["torch"]
                 ratio = f" {total / (t['forward_ms'] + t['backward_ms']):>7.2f}x"
-            print(f"{shape:<18} {name:>5} {row['forward_ms']:>9.2f} {row['forward_gflops']:>8.1f} "
-                  f"{row['backward_ms']:>11.2f} {row['backward_gflops']:>8.1f} {total:>9.2f}{ratio}")
+            print(f"{shape:<18} {name:>5} {row['forward_ms']:>9.2f} "
+                  f"{row['forward_gflops']:>8.1f} {row['backward_ms']:>11.2f} "
+                  f"{row['backward_gflops']:>8.1f} {total:>9.2f}{ratio}")
 
 
 def _print_resnet20(result):

@@ -73,7 +73,7 @@ def test_output_grad_and_cache_shapes(rng):
     x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
     out = conv(x)
     assert out.shape == (2, 4, 5, 4)
-    assert conv.cache["x"].shape == x.shape
+    assert conv.cache["x"].shape == x.shape and conv.cache["out_shape"] == out.shape
     dx = conv.backward(np.ones_like(out))
     assert dx.shape == x.shape
     assert conv.grads["W"].shape == conv.params["W"].shape == (4, 3, 3, 5)
@@ -174,6 +174,43 @@ def test_error_integer_input():
         Conv2d(1, 1, 1)(np.ones((1, 1, 2, 2), dtype=np.int64))
 
 
+def test_error_dout_of_the_wrong_shape(rng):
+    conv = Conv2d(2, 3, 3, rng=rng)
+    conv(rng.standard_normal((2, 2, 5, 5)))
+    with pytest.raises(ValueError, match=r"Conv2d\(2, 3, kernel_size=3\)\.backward: expected dout "
+                       r"of the output's shape \(2, 3, 3, 3\), got \(2, 3, 5, 5\)"):
+        conv.backward(np.ones((2, 3, 5, 5)))
+
+
 def test_error_backward_before_forward():
     with pytest.raises(RuntimeError, match=r"Conv2d.backward: expected forward to have run first"):
         Conv2d(1, 1, 1).backward(np.ones((1, 1, 2, 2), dtype=np.float32))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-10)])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_pytorch(rng, dtype, rtol, case):
+    torch = pytest.importorskip("torch")
+    conv, x = make(case, rng)
+    conv.astype(dtype)
+    x = x.astype(dtype)
+    out = conv.forward(x)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = conv.backward(dout)
+    tx = torch.tensor(x, requires_grad=True)
+    tW = torch.tensor(conv.params["W"], requires_grad=True)
+    tb = torch.tensor(conv.params["b"], requires_grad=True) if conv.bias else None
+    tout = torch.nn.functional.conv2d(tx, tW, tb, stride=conv.stride, padding=conv.padding)
+    tout.backward(torch.tensor(dout))
+
+    def close(a, t):
+        t = t.detach().numpy()
+        scale = np.max(np.abs(t))                  # relative to the tensor's magnitude
+        np.testing.assert_allclose(a, t, rtol=0, atol=rtol * scale)
+
+    close(out, tout)
+    close(dx, tx.grad)
+    close(conv.grads["W"], tW.grad)
+    if conv.bias:
+        close(conv.grads["b"], tb.grad)

@@ -87,14 +87,19 @@ class Conv2d(Layer):
         W = self.params["W"]
         dtype = np.result_type(x.dtype, W.dtype)                      # float32 stays float32
         W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
-        out = conv_forward(x, W2, self.kernel_size, self.stride, self.padding)
-        if self.bias:                                                 # out: (N, C_out, H_out, W_out)
+        out = conv_forward(x, W2, self.kernel_size, self.stride,
+                           self.padding)                              # (N, C_out, H_out, W_out)
+        if self.bias:
             out += self.params["b"].astype(dtype, copy=False)[:, None, None]
-        self.cache = {"x": x}
+        self.cache = {"x": x, "out_shape": out.shape}
         return out
 
     def backward(self, dout):
-        x = self._cached("x")                                         # (N, C_in, H, W)
+        x, out_shape = self._cached("x", "out_shape")                 # x: (N, C_in, H, W)
+        if np.shape(dout) != out_shape:
+            raise ValueError(message(f"{self!r}.backward",
+                                     f"dout of the output's shape {out_shape}",
+                                     str(np.shape(dout)), "Pass dL/dout for the last forward."))
         W = self.params["W"]
         dtype = np.result_type(x.dtype, W.dtype)
         W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
@@ -105,9 +110,11 @@ class Conv2d(Layer):
         return dx
 
     def extra_repr(self):
-        kH, kW = self.kernel_size
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={kH if kH == kW else (kH, kW)}"
+        def short(pair):                                              # 3 for (3, 3)
+            return pair[0] if pair[0] == pair[1] else pair
+
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={short(self.kernel_size)}"
         for name, value, default in (("stride", self.stride, 1), ("padding", self.padding, 0)):
             if value != (default, default):
-                text += f", {name}={value[0] if value[0] == value[1] else value}"
+                text += f", {name}={short(value)}"
         return text + ("" if self.bias else ", bias=False")

@@ -135,10 +135,12 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
 #    one row of Hp * Wp numbers. Kernel offset (i, j) sees pixel (h + i, w + j), which
 #    sits i * Wp + j places after pixel (h, w): so the column row for offset (i, j) is
 #    the flattened image shifted by i * Wp + j, one contiguous slice. The catch: we then
-#    compute every output row over the full padded width Wp instead of W_out, and drop
-#    the Wp - W_out extra ("wide") columns at the end. For stride s, split the padded
-#    image into s * s phases, phase (a, b) = xp[a::s, b::s]; offset (i, j) reads phase
-#    (i % s, j % s) shifted by (i // s, j // s), again one contiguous slice.
+#    compute every output row over the full padded width instead of W_out, and drop the
+#    extra ("wide") columns at the end. Putting the examples of a chunk side by side in
+#    each row, sharing their zero borders, makes the slices longer and the waste smaller
+#    (_Geometry). For stride s, split the padded image into s * s phases, phase (a, b) =
+#    xp[a::s, b::s]; offset (i, j) reads phase (i % s, j % s) shifted by (i // s, j // s),
+#    again one contiguous slice.
 # 3. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
@@ -147,7 +149,8 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
 #    copies run in parallel too, not just the matrix products.
 #
 # Backward rebuilds each chunk's columns from the cached input instead of keeping the
-# 75 MB matrix alive between forward and backward: a cheap, in-cache copy.
+# 75 MB matrix alive between forward and backward: a cheap, in-cache copy. With stride 1
+# it computes dx as a convolution of dout with the flipped kernel (conv_backward).
 
 class _Geometry:
     """Sizes of the phase ("shifted columns") layout for one input shape.
@@ -341,11 +344,12 @@ def conv_backward(x, dout, W2, kernel_size, stride, padding):
     if _flipped_route(g, C_out):
         W4 = W2.reshape(C_out, g.C, g.kH, g.kW)
         Wf2 = W4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(g.C, -1)  # (C, C_out*kH*kW)
-        g_back = _Geometry(dout.shape, (g.kH, g.kW), (1, 1), (g.kH - 1 - g.pH, g.kW - 1 - g.pW))
+        pad = (g.kH - 1 - g.pH, g.kW - 1 - g.pW)
+        g_back = _Geometry(dout.shape, (g.kH, g.kW), (1, 1), pad)
 
         def task(start, stop):
-            return _backward_chunk_flipped(x[start:stop], dout[start:stop], dx[start:stop], Wf2,
-                                           g_back)
+            chunk = slice(start, stop)
+            return _backward_chunk_flipped(x[chunk], dout[chunk], dx[chunk], Wf2, g_back)
 
         dWf = sum(_run(task, g_back, W2.itemsize))                     # (C_out*kH*kW, C)
         dW4 = dWf.reshape(C_out, g.kH, g.kW, g.C)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
@@ -378,17 +382,17 @@ class _OpenBLAS:
 
 
 def _find_openblas():
-    """The OpenBLAS NumPy already loaded (Linux: from /proc/self/maps; else the wheel's
-    bundled copy), or None: then chunks run one after another on BLAS's own threads."""
-    paths = []
+    """The OpenBLAS NumPy uses: the copy bundled in NumPy's wheel, else one already
+    loaded (Linux /proc/self/maps), else None: then chunks run one after another on
+    BLAS's own threads."""
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    paths = [path for folder in ("numpy.libs", os.path.join("numpy", ".dylibs"))
+             for path in sorted(glob.glob(os.path.join(root, folder, "*openblas*")))]
     try:
         with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if "openblas" in line.lower()]
+            paths += [line.split()[-1] for line in maps if "openblas" in line.lower()]
     except OSError:
         pass
-    root = os.path.dirname(os.path.dirname(np.__file__))
-    for folder in ("numpy.libs", os.path.join("numpy", ".dylibs")):
-        paths += glob.glob(os.path.join(root, folder, "*openblas*"))
     for path in dict.fromkeys(paths):                  # unique, in order
         try:
             return _OpenBLAS(ctypes.CDLL(path))
@@ -399,10 +403,12 @@ def _find_openblas():
 
 _blas = _find_openblas()
 _executor = None
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _pool_size():
-    return max(1, min(os.cpu_count() or 1, 8))
+    """One worker per core this process may run on (at most 8)."""
+    return max(1, min(_CORES or 1, 8))
 
 
 def _pool():
