@@ -151,3 +151,29 @@ def test_blas_thread_setting_is_restored(rng, monkeypatch):
     fast.conv_forward(rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((3, 18)),
                       (3, 3), (1, 1), (1, 1))
     assert fast._blas.get() == before
+
+
+def test_fast_path_accepts_non_contiguous_and_float16_input(rng, monkeypatch):
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    x = rng.standard_normal((5, 3, 7, 6))
+    W2 = rng.standard_normal((4, 27)).astype(np.float32)
+    view = np.asfortranarray(x)[:, :, ::-1]                       # strided, reversed rows
+    expected = fast.conv_forward(np.ascontiguousarray(view), W2, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(fast.conv_forward(view, W2, (3, 3), (1, 1), (1, 1)), expected)
+    half = fast.conv_forward(x.astype(np.float16), W2, (3, 3), (1, 1), (1, 1))
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(half, fast.conv_forward(x.astype(np.float16).astype(np.float32),
+                                                       W2, (3, 3), (1, 1), (1, 1)))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_thread_pool_works_in_a_forked_child(rng, monkeypatch):
+    """A forked child inherits the pool object but not its threads: it must make its own."""
+    import multiprocessing
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    x = rng.standard_normal((4, 2, 5, 5))
+    W2 = rng.standard_normal((3, 18))
+    expected = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))   # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(fast.conv_forward, (x, W2, (3, 3), (1, 1), (1, 1)))
+        np.testing.assert_array_equal(result.get(timeout=30), expected)

@@ -219,13 +219,13 @@ def _phases(name, n, g, dtype):
     return xq, xq[..., :g.Hq * n * g.B].reshape(g.C, g.S, g.Hq, n, g.B)
 
 
-def _columns(x, g):
+def _columns(x, g, dtype):
     """Shifted columns of a chunk x (n, C, H, W): a scratch array (C * kH * kW, n * L)."""
     n = x.shape[0]
-    xq, xq5 = _phases("phases", n, g, x.dtype)                      # (C, S, Hq, n, B)
+    xq, xq5 = _phases("phases", n, g, dtype)                        # (C, S, Hq, n, B)
     for phase, rq, cq, rx, cx in g.phase_slices():
         xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
-    cols = _scratch("cols", (g.C, g.kH * g.kW, n * g.L), x.dtype)   # (C, kH*kW, H_out*n*B)
+    cols = _scratch("cols", (g.C, g.kH * g.kW, n * g.L), dtype)     # (C, kH*kW, H_out*n*B)
     for k, (phase, shift) in enumerate(g.shifts(n)):
         cols[:, k] = xq[:, phase, shift:shift + n * g.L]
     return cols.reshape(g.K, n * g.L)                                # (C*kH*kW, n*L)
@@ -246,7 +246,7 @@ def _forward_chunk(x, out, W2, g):
     """out (n, C_out, H_out, W_out) = W2 @ columns of x, wide columns dropped."""
     n, C_out = x.shape[0], W2.shape[0]
     wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, H_out*n*B)
-    cols = _columns(x, g)                                          # (C*kH*kW, H_out*n*B)
+    cols = _columns(x, g, out.dtype)                               # (C*kH*kW, H_out*n*B)
     np.matmul(W2, cols, out=wide)
     wide = wide.reshape(C_out, g.H_out, n, g.B)[..., :g.W_out]      # drop the wide columns
     out[...] = wide.transpose(2, 0, 1, 3)
@@ -262,7 +262,7 @@ def _backward_chunk_flipped(x, dout, dx, Wf2, g_back):
     """
     n, C, H, W = x.shape
     cols = _forward_chunk(dout, dx, Wf2, g_back)                    # (C_out*kH*kW, H*n*B')
-    xwide = _scratch("xwide", (C, H, n, g_back.B), x.dtype)         # (C, H, n, B')
+    xwide = _scratch("xwide", (C, H, n, g_back.B), dx.dtype)        # (C, H, n, B')
     xwide[..., :W] = x.transpose(1, 2, 0, 3)
     xwide[..., W:] = 0                                               # wide columns
     return cols @ xwide.reshape(C, -1).T                             # (C_out*kH*kW, C)
@@ -275,7 +275,7 @@ def _backward_chunk(x, dout, dx, W2, g):
     dwide[..., :g.W_out] = dout.transpose(1, 2, 0, 3)
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
     dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, H_out*n*B)
-    cols = _columns(x, g)                                            # (C*kH*kW, H_out*n*B)
+    cols = _columns(x, g, dx.dtype)                                  # (C*kH*kW, H_out*n*B)
     dW2 = (cols @ dwide.T).T        # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
     np.matmul(W2.T, dwide, out=cols)                                 # dcols, reusing cols
     _add_columns_back(cols, dx, g)
@@ -402,7 +402,7 @@ def _find_openblas():
 
 
 _blas = _find_openblas()
-_executor = None
+_executor, _executor_pid = None, None
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -412,7 +412,10 @@ def _pool_size():
 
 
 def _pool():
-    global _executor
-    if _executor is None:
+    """The thread pool, created on first use and again in a forked child (which
+    inherits the pool object but not its threads)."""
+    global _executor, _executor_pid
+    if _executor is None or _executor_pid != os.getpid():
         _executor = ThreadPoolExecutor(max_workers=_pool_size(), thread_name_prefix="conv")
+        _executor_pid = os.getpid()
     return _executor
