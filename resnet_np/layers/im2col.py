@@ -30,6 +30,7 @@ H_out = (H + 2 * pH - kH) // sH + 1,   W_out = (W + 2 * pW - kW) // sW + 1
 """
 import ctypes
 import glob
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -176,19 +177,20 @@ class _Geometry:
         self.tail = (self.kW - 1) // self.sW
         self.K = self.C * self.kH * self.kW
         self.L = self.H_out * self.B                         # wide pixels per example
+        rows = [_phase_axis(a, self.sH, self.pH, self.H) for a in range(self.sH)]
+        cols = [_phase_axis(b, self.sW, self.pW, self.W) for b in range(self.sW)]
+        # for each phase: (index, phase rows, block columns, x rows, x columns) as slices
+        self.phase_slices = [(a * self.sW + b, rq, cq, rx, cx) for a, (rq, rx) in
+                             enumerate(rows) for b, (cq, cx) in enumerate(cols)]
+        self._shifts = {}
 
     def shifts(self, n):
         """For each offset (i, j): (phase index, shift inside the flattened phase)."""
-        return [((i % self.sH) * self.sW + j % self.sW,
-                 (i // self.sH) * n * self.B + j // self.sW)
-                for i in range(self.kH) for j in range(self.kW)]
-
-    def phase_slices(self):
-        """For each phase: (index, phase rows, block cols, x rows, x cols) as slices."""
-        rows = [_phase_axis(a, self.sH, self.pH, self.H) for a in range(self.sH)]
-        cols = [_phase_axis(b, self.sW, self.pW, self.W) for b in range(self.sW)]
-        return [(a * self.sW + b, rq, cq, rx, cx)
-                for a, (rq, rx) in enumerate(rows) for b, (cq, cx) in enumerate(cols)]
+        if n not in self._shifts:                            # chunks share n: compute once
+            self._shifts[n] = [((i % self.sH) * self.sW + j % self.sW,
+                                (i // self.sH) * n * self.B + j // self.sW)
+                               for i in range(self.kH) for j in range(self.kW)]
+        return self._shifts[n]
 
 
 def _phase_axis(a, s, p, size):
@@ -204,7 +206,7 @@ _local = threading.local()
 
 def _scratch(name, shape, dtype):
     """A reusable per-thread buffer of `shape`; its contents are garbage."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffers = _local.__dict__.setdefault("buffers", {})
     buf = buffers.get(name)
     if buf is None or buf.size < size or buf.dtype != dtype:
@@ -223,7 +225,7 @@ def _columns(x, g, dtype):
     """Shifted columns of a chunk x (n, C, H, W): a scratch array (C * kH * kW, n * L)."""
     n = x.shape[0]
     xq, xq5 = _phases("phases", n, g, dtype)                        # (C, S, Hq, n, B)
-    for phase, rq, cq, rx, cx in g.phase_slices():
+    for phase, rq, cq, rx, cx in g.phase_slices:
         xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
     cols = _scratch("cols", (g.C, g.kH * g.kW, n * g.L), dtype)     # (C, kH*kW, H_out*n*B)
     for k, (phase, shift) in enumerate(g.shifts(n)):
@@ -238,7 +240,7 @@ def _add_columns_back(dcols, dx, g):
     dxq, dxq5 = _phases("dphases", n, g, dcols.dtype)               # (C, S, Hq, n, B)
     for k, (phase, shift) in enumerate(g.shifts(n)):
         dxq[:, phase, shift:shift + n * g.L] += dcols[:, k]
-    for phase, rq, cq, rx, cx in g.phase_slices():
+    for phase, rq, cq, rx, cx in g.phase_slices:
         dx[:, :, rx, cx] = dxq5[:, phase, rq, :, cq].transpose(2, 0, 1, 3)
 
 
