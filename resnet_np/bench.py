@@ -16,6 +16,7 @@ reports resource.getrusage(RUSAGE_SELF).ru_maxrss, so the number includes the Py
 interpreter and the imported libraries (about 30 MB for NumPy, more for torch).
 """
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -300,6 +301,15 @@ def _print_targets(rows, result):
         print("\nTargets (batch 128, float32):\n  " + "\n  ".join(lines))
 
 
+def _conv_threading():
+    """How resnet_np's convolution uses the cores (see resnet_np.layers.im2col)."""
+    fast = importlib.import_module("resnet_np.layers.im2col")
+    if fast._blas is None or fast._pool_size() == 1:
+        return "chunks in sequence, BLAS on its own threads"
+    return (f"chunks of ~{fast.CHUNK_BYTES >> 20} MB of columns on {fast._pool_size()} "
+            f"threads, OpenBLAS single-threaded inside each")
+
+
 def _import_torch(threads):
     import torch
     torch.set_num_threads(threads)
@@ -328,6 +338,7 @@ def main(argv=None):
           f"{args.repeat}, NumPy {np.__version__}" +
           (f", torch {torch.__version__} (runs interleaved)" if torch else
            ", PyTorch not installed"))
+    print(f"resnet_np conv: {_conv_threading()}")
     rows = bench_convs(args.batch, args.repeat, torch)
     _print_convs(rows, torch is not None)
     report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None}

@@ -39,6 +39,8 @@ class Conv2d(Layer):
     H_out = (H + 2 pH - kH) // sH + 1,   W_out = (W + 2 pW - kW) // sW + 1
 
     Float32 input gives float32 output (no upcast); float64 works for gradient checks.
+    The work is done by resnet_np.layers.im2col's fast path (chunks of the batch, columns
+    as shifted slices, threads), which computes exactly the Math above.
 
     Example
     -------
