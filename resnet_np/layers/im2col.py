@@ -289,9 +289,12 @@ FLIPPED_BACKWARD = True    # stride-1 backward as a convolution with the flipped
 
 
 def _chunks(g, itemsize, workers):
-    """(start, stop) ranges of examples whose columns take about CHUNK_BYTES each."""
+    """(start, stop) ranges of examples whose columns take about CHUNK_BYTES each,
+    as many chunks as a multiple of `workers`, so that the workers finish together."""
     per_example = g.K * g.L * itemsize
-    n = max(1, min(CHUNK_BYTES // per_example, -(-g.N // workers)))
+    count = -(-g.N // max(1, CHUNK_BYTES // per_example))      # ceil: chunks needed
+    count = -(-count // workers) * workers                     # round up to the workers
+    n = -(-g.N // count)                                       # examples per chunk
     return [(start, min(start + n, g.N)) for start in range(0, g.N, n)]
 
 
