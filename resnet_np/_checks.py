@@ -95,3 +95,23 @@ def check_labels(y, where, n, num_classes):
                                  f"values from {y.min()} to {y.max()}",
                                  "Check num_classes of the last layer."))
     return y
+
+
+def check_finite(x, name, where, fix=""):
+    """Check that a floating-point array holds no NaN or inf; return it unchanged.
+
+    Used where a non-finite value would silently poison training: a loss's inputs
+    and the data given to Trainer.fit. Layers do not call it: a full-array scan in
+    every forward pass would cost speed, and a NaN that starts inside the network
+    reaches the loss, which reports it.
+    """
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        got = ", ".join(f"{count} {kind}" for count, kind in ((nan, "NaN"), (inf, "inf"))
+                        if count)
+        raise ValueError(message(where, f"{name} with only finite values",
+                                 f"{got} (the first at index {first})",
+                                 fix or "Remove or replace the non-finite entries first."))
+    return x

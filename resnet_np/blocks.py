@@ -375,7 +375,7 @@ class BasicBlock(_ConvBlock):
     def __init__(self, in_channels, out_channels, stride=1, shortcut="B",
                  zero_init_residual=False, variant="post", rng=None):
         super().__init__()
-        where = "BasicBlock"
+        where = type(self).__name__                  # PreActBlock reports its own name
         c_in = check_int(in_channels, "in_channels", where)
         c_out = check_int(out_channels, "out_channels", where)
         stride = check_int(stride, "stride", where)

@@ -35,6 +35,10 @@ def numerical_gradient(f, x, eps=1e-6):
     >>> np.round(numerical_gradient(lambda: float(np.sum(x ** 2)), x), 6)
     array([2., 4.])
     """
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(message("numerical_gradient", "a floating-point array x", got,
+                                "x is perturbed in place by eps: use x.astype(np.float64)."))
     grad = np.zeros_like(x, dtype=np.float64)
     if not x.flags.c_contiguous:
         raise ValueError(message("numerical_gradient", "a C-contiguous array x",
@@ -58,6 +62,10 @@ def rel_error(a, b):
     0.090909...
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(message("rel_error", "two arrays of the same shape",
+                                 f"{a.shape} and {b.shape}",
+                                 "A gradient has the shape of what it differentiates."))
     scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(b), initial=0.0), TINY)
     return float(np.max(np.abs(a - b), initial=0.0) / scale)
 
@@ -163,8 +171,16 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     >>> report.passed, [row["name"] for row in report.rows]
     (True, ['dx', 'W', 'b'])
     """
+    where = "check_gradients"
+    if not all(callable(getattr(module, m, None)) for m in ("forward", "backward")):
+        raise TypeError(message(where, "a module with forward(x) and backward(dout)",
+                                type(module).__name__, "Pass a layer, block, model or loss."))
+    try:
+        x = np.array(x, dtype=np.float64)                 # a private contiguous copy
+    except (TypeError, ValueError):
+        raise TypeError(message(where, "x to be numbers (an array or nested lists)",
+                                type(x).__name__, "Pass e.g. rng.standard_normal(shape).")) from None
     module = _to_float64(copy.deepcopy(module))
-    x = np.array(x, dtype=np.float64)                     # a private contiguous copy
     run = (lambda: module.forward(x)) if target is None else \
           (lambda: module.forward(x, target))
     out = run()

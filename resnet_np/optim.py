@@ -13,7 +13,7 @@ Parameters are updated in place, so the model sees the new values at once.
 """
 import numpy as np
 
-from ._checks import check_float, message
+from ._checks import check_float, check_int, message
 
 
 class SGD:
@@ -38,6 +38,10 @@ class SGD:
     """
 
     def __init__(self, model, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        if not all(callable(getattr(model, m, None)) for m in ("named_parameters", "named_grads")):
+            raise TypeError(message("SGD", "a model with named_parameters() and named_grads()",
+                                    type(model).__name__,
+                                    "Pass the model itself (a Layer), as SGD(model, lr=0.1)."))
         self.model = model
         self.lr = check_float(lr, "lr", "SGD")
         self.momentum = check_float(momentum, "momentum", "SGD")
@@ -66,6 +70,11 @@ class SGD:
                 "velocity": {k: v.copy() for k, v in self.velocity.items()}}
 
     def load_state_dict(self, state):
+        if not isinstance(state, dict) or not {"lr", "velocity"} <= set(state):
+            got = f"keys {sorted(state)}" if isinstance(state, dict) else type(state).__name__
+            raise ValueError(message("SGD.load_state_dict", "a dict from SGD.state_dict() "
+                                     "with 'lr' and 'velocity'", got,
+                                     "Pass what SGD.state_dict() returned."))
         self.lr = float(state["lr"])
         self.velocity = {k: np.array(v) for k, v in state["velocity"].items()}
         return self
@@ -95,7 +104,8 @@ class MultiStepLR:
 
     def __init__(self, base_lr, milestones, gamma=0.1):
         self.base_lr = check_float(base_lr, "base_lr", "MultiStepLR")
-        self.milestones = sorted(int(m) for m in milestones)
+        self.milestones = sorted(check_int(m, "milestones", "MultiStepLR", minimum=0)
+                                 for m in milestones)
         self.gamma = check_float(gamma, "gamma", "MultiStepLR")
 
     def __call__(self, t):

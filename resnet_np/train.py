@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from . import io
-from ._checks import as_generator, check_array, check_int, message
+from ._checks import as_generator, check_array, check_finite, check_int, message
 
 
 class History:
@@ -155,17 +155,34 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, schedule=None, rng=None):
+        for name, value, needs in (("model", model, ("forward", "backward", "train")),
+                                   ("loss", loss, ("forward", "backward")),
+                                   ("optimizer", optimizer, ("step",))):
+            if not all(callable(getattr(value, attr, None)) for attr in needs):
+                methods = " and ".join(f"{attr}()" for attr in needs)
+                raise TypeError(message("Trainer", f"{'an' if name[0] in 'aeiou' else 'a'} "
+                                        f"{name} with {methods}", type(value).__name__,
+                                        "Pass (model, loss, optimizer), e.g. (model, "
+                                        "SoftmaxCrossEntropy(), SGD(model, lr=0.1))."))
+        if schedule is not None and not callable(schedule):
+            raise TypeError(message("Trainer", "schedule to be None or a function t -> lr",
+                                    type(schedule).__name__))
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.rng = as_generator(rng)
         self.epoch = 0
         self.history = History()
 
-    def _check_data(self, X, y, where):
+    def _check_data(self, X, y, where, names=("X", "y")):
+        # The one full NaN/inf scan of the data, per call: layers do not scan their
+        # inputs (it would cost every forward pass), and the loss only sees a batch.
         check_array(X, where, np.ndim(X), "(N, ...) float array")
+        check_finite(X, names[0], where, "Clean or impute the data before training; a NaN "
+                     "input would turn every weight into NaN.")
         y = np.asarray(y)
         if y.shape[:1] != X.shape[:1]:
             raise ValueError(message(where, f"one target per example ({len(X)})",
                                      f"y of shape {y.shape}"))
+        check_finite(y, names[1], where)
         return X, y
 
     def fit(self, X, y, epochs, batch_size=128, val=None, augment=None, callbacks=(),
@@ -182,6 +199,14 @@ class Trainer:
         X, y = self._check_data(X, y, where)
         epochs = check_int(epochs, "epochs", where, minimum=0)
         batch_size = check_int(batch_size, "batch_size", where)
+        if val is not None:
+            if not (isinstance(val, (tuple, list)) and len(val) == 2):
+                raise TypeError(message(where, "val as a pair (X_val, y_val)",
+                                        type(val).__name__, "Pass val=(X_test, y_test)."))
+            val = self._check_data(*val, where, names=("X_val", "y_val"))
+        if augment is not None and not callable(augment):
+            raise TypeError(message(where, "augment as a function (xb, rng) -> xb",
+                                    type(augment).__name__, "Pass e.g. data.augment_cifar."))
         callbacks = list(callbacks) + ([ProgressBar()] if verbose else [])
         for cb in callbacks:
             cb.on_train_begin(self)

@@ -14,6 +14,7 @@ cache, sets `grads` and returns dx = dL/dx. A layer that holds other layers
 order they are assigned, and its names are dotted paths: "stage1.0.conv1.W".
 """
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -133,6 +134,10 @@ class Layer:
         (mis-shaped ones still raise). Returns self.
         """
         where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise TypeError(message(where, "a dict name -> array, as state_dict() returns",
+                                    type(state).__name__,
+                                    "Pass model.state_dict() or dict(np.load(path))."))
         targets = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
