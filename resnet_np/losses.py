@@ -1,4 +1,4 @@
-"""Losses: SoftmaxCrossEntropy for classification (per example or per pixel), MSELoss for regression.
+"""Losses: SoftmaxCrossEntropy (per example or per pixel) and MSELoss.
 
 A loss is the one place 1/N appears: forward averages over the batch, so backward
 returns dlogits already divided by N, and no layer divides again.

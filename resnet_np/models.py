@@ -4,14 +4,17 @@ A plain twin (residual=False) has the same layers, parameter names and, for the
 same rng, the same initial weights as the residual model: only the addition of
 the shortcut is missing. Comparing the two isolates what the shortcut does.
 """
-from ._checks import as_generator, check_choice, check_int, message
+import numpy as np
+
+from ._checks import as_generator, check_array, check_choice, check_int, message
 from .blocks import BasicBlock, DenseResidualBlock, PreActBlock
 from .layers.activations import ReLU, get_activation
-from .layers.base import Sequential
+from .layers.base import Layer, Sequential
 from .layers.batchnorm import BatchNorm2d
 from .layers.conv import Conv2d
 from .layers.dense import Dense
 from .layers.pooling import GlobalAvgPool2d, MaxPool2d
+from .layers.reshape import Concat, Upsample2d
 
 
 def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation="relu",
@@ -187,3 +190,154 @@ def resnet34(num_classes=1000, in_channels=3, rng=None):
     [3, 4, 6, 3]
     """
     return _imagenet_resnet("resnet34", (3, 4, 6, 3), num_classes, in_channels, rng)
+
+
+def _double_conv(c_in, c_out, seed):
+    """The U-Net's unit: (3x3 conv -> BN -> ReLU) twice, each conv from its own seed."""
+    seed1, seed2 = np.random.default_rng(seed).integers(2**63, size=2)
+    return Sequential({"conv1": Conv2d(c_in, c_out, 3, padding=1, bias=False, rng=seed1),
+                       "bn1": BatchNorm2d(c_out), "relu1": ReLU(),
+                       "conv2": Conv2d(c_out, c_out, 3, padding=1, bias=False, rng=seed2),
+                       "bn2": BatchNorm2d(c_out), "relu2": ReLU()})
+
+
+class UNetTiny(Layer):
+    """A small U-Net (Ronneberger et al. 2015): per-pixel logits = head(decoder(encoder(x))).
+
+    Encoder level i (i = 0 .. levels-1): enc{i} = double conv to width * 2^i channels,
+    then pool{i} = 2x2 max-pool. bottleneck = double conv to width * 2^levels. Decoder
+    level i (i = levels-1 .. 0): up{i} = nearest 2x upsampling, then, with long skips,
+    cat{i} = Concat(encoder features of level i, upsampled), then dec{i} = double conv
+    to width * 2^i. head = 1x1 conv (with bias) to num_classes.
+    A double conv is (3x3 conv -> BN -> ReLU) twice.
+
+    Math
+    ----
+    With long skips, the decoder at level i sees s_i = enc{i}(...) itself: the path
+    x -> enc0 -> cat0 -> dec0 -> head crosses 2 + 2 + 1 weight layers, the path through
+    the bottleneck 2 (2 levels + 1) + 2 levels + 1. These are skip paths of different
+    nonlinearity depth; none is linear (every one crosses dec0's two ReLUs).
+    Backward: dcat{i} splits into the part for up{i} and the part for the skip, which
+    is added to the gradient coming back up through pool{i}:
+    ds_i = pool{i}.backward(...) + dskip_i.
+
+    Parameters
+    ----------
+    in_channels, num_classes : int
+    width : int, channels of level 0 (doubling per level)
+    levels : int, number of 2x2 poolings; H and W must be divisible by 2^levels
+    long_skips : bool; False gives the same encoder, bottleneck and head (the same
+        initial weights for the same rng) and a decoder without concatenation, whose
+        first conv of each level then has fewer input channels
+    rng : None, int or np.random.Generator
+
+    Shape
+    -----
+    x: (N, in_channels, H, W)   out: (N, num_classes, H, W)
+
+    Example
+    -------
+    >>> net = UNetTiny(3, 2, width=4, levels=2, rng=0)
+    >>> net(np.zeros((2, 3, 8, 8), dtype=np.float32)).shape
+    (2, 2, 8, 8)
+    >>> [name for name, _ in net.children()][:6]
+    ['enc0', 'pool0', 'enc1', 'pool1', 'bottleneck', 'up1']
+    >>> net.dec0.conv1.params["W"].shape         # 4 skip + 8 upsampled input channels
+    (4, 12, 3, 3)
+    >>> UNetTiny(3, 2, width=4, long_skips=False).dec0.conv1.params["W"].shape
+    (4, 8, 3, 3)
+    """
+
+    def __init__(self, in_channels, num_classes, width=8, levels=2, long_skips=True, rng=None):
+        super().__init__()
+        where = "UNetTiny"
+        self.in_channels = check_int(in_channels, "in_channels", where)
+        self.num_classes = check_int(num_classes, "num_classes", where)
+        self.width = check_int(width, "width", where)
+        self.levels = check_int(levels, "levels", where)
+        self.long_skips = bool(long_skips)
+        rng = as_generator(rng)
+        seeds = rng.integers(2**63, size=2 * self.levels + 2)     # one per unit, skips or not
+        c_in = self.in_channels
+        for i in range(self.levels):
+            setattr(self, f"enc{i}", _double_conv(c_in, width * 2**i, seeds[i]))
+            setattr(self, f"pool{i}", MaxPool2d(2))
+            c_in = width * 2**i
+        self.bottleneck = _double_conv(c_in, width * 2**self.levels, seeds[self.levels])
+        c_in = width * 2**self.levels
+        for i in reversed(range(self.levels)):
+            setattr(self, f"up{i}", Upsample2d(2))
+            if self.long_skips:
+                setattr(self, f"cat{i}", Concat())
+            c_skip = width * 2**i if self.long_skips else 0
+            setattr(self, f"dec{i}", _double_conv(c_in + c_skip, width * 2**i,
+                                                  seeds[self.levels + 1 + i]))
+            c_in = width * 2**i
+        self.head = Conv2d(c_in, self.num_classes, 1, rng=np.random.default_rng(seeds[-1]))
+
+    def _check_input(self, x):
+        where, step = f"{type(self).__name__}({self.extra_repr()}).forward", 2**self.levels
+        check_array(x, where, 4, f"(N, {self.in_channels}, H, W)", {1: self.in_channels},
+                    "Images are NCHW.")
+        if x.shape[2] % step or x.shape[3] % step:
+            raise ValueError(message(where, f"H and W divisible by 2^levels = {step}",
+                                     f"{x.shape[2]} x {x.shape[3]}",
+                                     "Crop or pad the images, or use fewer levels."))
+
+    def forward(self, x):
+        self._check_input(x)
+        skips = []
+        for i in range(self.levels):
+            x = getattr(self, f"enc{i}").forward(x)                  # (N, width 2^i, H/2^i, W/2^i)
+            skips.append(x)
+            x = getattr(self, f"pool{i}").forward(x)                 # half the size
+        x = self.bottleneck.forward(x)
+        for i in reversed(range(self.levels)):
+            x = getattr(self, f"up{i}").forward(x)                   # back to level i's size
+            if self.long_skips:
+                x = getattr(self, f"cat{i}").forward(skips[i], x)    # (N, C_skip + C_up, ...)
+            x = getattr(self, f"dec{i}").forward(x)
+        self.cache = {"ran": True}
+        return self.head.forward(x)                                  # (N, num_classes, H, W)
+
+    def backward(self, dout):
+        self._cached("ran")
+        d, dskips = self.head.backward(dout), [None] * self.levels
+        for i in range(self.levels):                                  # decoder, top level first
+            d = getattr(self, f"dec{i}").backward(d)
+            if self.long_skips:
+                dskips[i], d = getattr(self, f"cat{i}").backward(d)   # split: skip, upsampled
+            d = getattr(self, f"up{i}").backward(d)
+        d = self.bottleneck.backward(d)
+        for i in reversed(range(self.levels)):
+            d = getattr(self, f"pool{i}").backward(d)
+            if self.long_skips:
+                d = d + dskips[i]                                     # the two uses of enc{i}
+            d = getattr(self, f"enc{i}").backward(d)
+        return d
+
+    def extra_repr(self):
+        args = f"{self.in_channels}, {self.num_classes}, width={self.width}, levels={self.levels}"
+        return args + ("" if self.long_skips else ", long_skips=False")
+
+
+def unet_tiny(in_channels, num_classes, width=8, levels=2, long_skips=True, rng=None):
+    """A small U-Net for per-pixel classification: UNetTiny(...) (see its docstring).
+
+    long_skips=False is its twin without the long skips: the same encoder,
+    bottleneck and head, with the same initial weights for the same rng.
+
+    Shape
+    -----
+    x: (N, in_channels, H, W), H and W divisible by 2^levels   out: (N, num_classes, H, W)
+
+    Example
+    -------
+    >>> net = unet_tiny(3, 2, rng=0)
+    >>> twin = unet_tiny(3, 2, long_skips=False, rng=0)
+    >>> net.num_parameters(), twin.num_parameters()
+    (29930, 27050)
+    >>> bool(np.array_equal(net.bottleneck.conv1.params["W"], twin.bottleneck.conv1.params["W"]))
+    True
+    """
+    return UNetTiny(in_channels, num_classes, width, levels, long_skips, rng)
