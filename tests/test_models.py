@@ -261,3 +261,49 @@ def test_unet_tiny_errors():
         unet_tiny(3, 2, levels=0)
     with pytest.raises(RuntimeError, match=r"^UNetTiny\.backward: expected forward to have run"):
         unet_tiny(3, 2).backward(np.zeros((1, 2, 4, 4)))
+
+
+# -- resnet18 / resnet34 (torchvision's layout) ------------------------------------------
+from resnet_np.models import resnet18, resnet34  # noqa: E402
+
+
+@pytest.mark.parametrize("build, params, blocks", [(resnet18, 11689512, [2, 2, 2, 2]),
+                                                   (resnet34, 21797672, [3, 4, 6, 3])])
+def test_imagenet_resnets_have_torchvisions_parameter_counts(build, params, blocks):
+    model = build(rng=0)
+    assert model.num_parameters() == params       # torchvision.models.resnet18() / resnet34()
+    assert [name for name, _ in model.children()] == [
+        "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    assert [len(model[f"layer{i}"]) for i in range(1, 5)] == blocks
+    assert build(num_classes=10, rng=0).num_parameters() == params - 990 * 513
+
+
+def test_resnet18_layout_and_shapes(rng):
+    model = resnet18(num_classes=7, in_channels=1, rng=rng)
+    assert repr(model.conv1) == "Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)"
+    assert [type(b.shortcut).__name__ for i in range(1, 5) for b in model[f"layer{i}"]] == \
+        ["Identity"] * 2 + ["Projection", "Identity"] * 3
+    assert [b.stride for i in range(1, 5) for b in model[f"layer{i}"]] == [1, 1] + [2, 1] * 3
+    names = dict(model.named_parameters())
+    assert names["layer2.0.shortcut.conv.W"].shape == (128, 64, 1, 1)
+    assert names["fc.W"].shape == (7, 512)
+    x = rng.standard_normal((2, 1, 40, 36)).astype(np.float32)
+    out = model.forward(x)
+    assert out.shape == (2, 7) and out.dtype == np.float32
+    assert model.backward(np.ones_like(out)).shape == x.shape
+
+
+def test_resnet18_rng_reproducibility():
+    a, b = resnet18(num_classes=3, rng=5), resnet18(num_classes=3, rng=5)
+    assert all(np.array_equal(p, q) for (_, p), (_, q) in
+               zip(a.named_parameters(), b.named_parameters()))
+    assert not np.array_equal(a.fc.params["W"], resnet18(num_classes=3, rng=6).fc.params["W"])
+
+
+@pytest.mark.parametrize("build, kwargs, error, pattern", [
+    (resnet18, {"num_classes": 0}, ValueError, r"^resnet18: expected num_classes >= 1, got num_classes=0\."),
+    (resnet34, {"in_channels": 2.0}, TypeError, r"^resnet34: expected in_channels to be an int, got 2\.0\."),
+])
+def test_imagenet_resnet_errors(build, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        build(**kwargs)
