@@ -39,8 +39,13 @@ from resnet_np import viz  # noqa: E402
 
 OPTIONS = ("identity", "A", "B", "C")
 TRAINED = ("A", "B", "C")
-REQUIRED_KEYS = ["params", "shortcut_params", "test_accuracy", "identity_error",
-                 "per_block", "block_params", "test_accuracy_curve"]
+REQUIRED_KEYS = ["params.identity", "params.A", "params.B", "params.C",
+                 "shortcut_params.identity", "shortcut_params.A", "shortcut_params.B",
+                 "shortcut_params.C", "identity_error", "test_accuracy.A",
+                 "test_accuracy.B", "test_accuracy.C", "test_accuracy_curve.A",
+                 "test_accuracy_curve.B", "test_accuracy_curve.C", "per_block.identity",
+                 "per_block.A", "per_block.B", "per_block.C", "block_params.same_shape",
+                 "block_params.boundary"]
 
 
 def parse_args(argv=None):
