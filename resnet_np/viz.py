@@ -169,3 +169,77 @@ def plot_block_pass(block, path=None):
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_step_losses(curves, path=None, title=None, smooth=20):
+    """Training loss per step for several models on one axis, with a moving average.
+
+    curves : {"label": list of per-step losses (History.step_loss), ...}
+    smooth : window of the moving average drawn over the faint raw curve (1: none).
+    Returns the matplotlib Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> fig = plot_step_losses({"a": [2.3, 2.0, 1.5, 1.2], "b": [2.3, 2.2, 2.1, 2.0]}, smooth=2)
+    >>> len(fig.axes[0].lines)
+    4
+    """
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, losses in curves.items():
+        losses = np.asarray(losses, dtype=float)
+        w = max(1, min(int(smooth), len(losses)))
+        avg = np.convolve(losses, np.ones(w) / w, mode="valid")        # len - w + 1 points
+        line, = ax.plot(np.arange(w, len(losses) + 1), avg, label=str(label))
+        ax.plot(np.arange(1, len(losses) + 1), losses, color=line.get_color(), alpha=0.2, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss" + (f" (moving average of {int(smooth)})" if smooth > 1 else ""))
+    ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_segmentation(X, masks, predictions, path=None, title=None):
+    """Rows of examples: the image, its true mask, then each model's predicted mask.
+
+    X : (n, C, H, W) images in [0, 1] (C = 3 shown in colour, C = 1 in grey)
+    masks : (n, H, W) integer labels; predictions : {"label": (n, H, W) labels, ...}
+    Each predicted mask's title gives its pixel accuracy on that image.
+    Returns the matplotlib Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> M = np.zeros((2, 4, 4), dtype=int); M[:, 1:3, 1:3] = 1
+    >>> fig = plot_segmentation(np.ones((2, 3, 4, 4)), M, {"model": M})
+    >>> len(fig.axes)
+    6
+    """
+    import numpy as np
+    plt = _pyplot()
+    n, cols = len(X), 2 + len(predictions)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n + 0.4), squeeze=False)
+    for i in range(n):
+        image = np.clip(np.moveaxis(np.asarray(X[i]), 0, -1), 0, 1)      # (H, W, C)
+        panels = [("image", image.squeeze(-1) if image.shape[-1] == 1 else image),
+                  ("true mask", masks[i])]
+        panels += [(f"{label}\n{float(np.mean(pred[i] == masks[i])):.1%}", pred[i])
+                   for label, pred in predictions.items()]
+        for ax, (name, picture) in zip(axes[i], panels):
+            ax.imshow(picture, cmap="gray", vmin=0, vmax=max(1, int(np.max(masks))),
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0 or "\n" in name:
+                ax.set_title(name if i == 0 else name.split("\n")[1], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

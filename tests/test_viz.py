@@ -62,3 +62,26 @@ def test_plot_history(tmp_path):
         history.append(epoch=epoch, loss=loss, accuracy=0.5 * epoch)
     fig = viz.plot_history(history, path=tmp_path / "h.png")
     assert len(fig.axes) == 2 and np.allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 0.5])
+
+
+def test_plot_step_losses_draws_average_and_raw_per_model(tmp_path):
+    losses = [2.0, 1.0, 3.0, 2.0]
+    fig = viz.plot_step_losses({"a": losses, "b": losses[::-1]}, path=tmp_path / "s.png", smooth=2)
+    lines = fig.axes[0].lines
+    assert len(lines) == 4 and (tmp_path / "s.png").exists()
+    np.testing.assert_allclose(lines[0].get_ydata(), [1.5, 2.0, 2.5])   # moving average of 2
+    np.testing.assert_allclose(lines[0].get_xdata(), [2, 3, 4])
+    np.testing.assert_allclose(lines[1].get_ydata(), losses)
+
+
+def test_plot_segmentation_grid_and_accuracy_titles(tmp_path):
+    M = np.zeros((3, 4, 4), dtype=np.int64)
+    M[:, :2] = 1
+    half = M.copy()
+    half[:, :, :2] = 1 - half[:, :, :2]                                    # half the pixels wrong
+    fig = viz.plot_segmentation(np.ones((3, 3, 4, 4)), M, {"right": M, "half": half},
+                                path=tmp_path / "seg.png")
+    assert len(fig.axes) == 3 * 4 and (tmp_path / "seg.png").exists()
+    assert fig.axes[2].get_title() == "right\n100.0%"
+    assert fig.axes[3].get_title() == "half\n50.0%"
+    assert fig.axes[7].get_title() == "50.0%"
