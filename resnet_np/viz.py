@@ -243,3 +243,99 @@ def plot_segmentation(X, masks, predictions, path=None, title=None):
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_curve_panels(panels, path=None, title=None, ylabel="training loss", xlabel="epoch"):
+    """Side-by-side panels sharing the y axis, one line per label in each.
+
+    panels : {"panel title": {"label": list of values, one per epoch}, ...}
+    Sharing the y axis lets the panels' levels be compared directly (relu vs sigmoid,
+    plain vs residual). Returns the matplotlib Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> fig = plot_curve_panels({"relu": {"a": [2.3, 1.0], "b": [2.3, 1.5]},
+    ...                          "sigmoid": {"a": [2.3, 2.2]}})
+    >>> len(fig.axes), len(fig.axes[0].lines), fig.axes[1].get_title()
+    (2, 2, 'sigmoid')
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, (panel, curves) in zip(axes[0], panels.items()):
+        for label, values in curves.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=2.5, label=str(label))
+        ax.set_title(str(panel))
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_grouped_bars(values, path=None, title=None, ylabel=None):
+    """Bars grouped by category, one colour per series, each bar labelled with its value.
+
+    values : {"series": {"category": float, ...}, ...}; every series lists the same
+    categories (the first series fixes their order). Returns the matplotlib Figure.
+
+    Example
+    -------
+    >>> fig = plot_grouped_bars({"init": {"skip1": 0.9, "skip2": 0.8},
+    ...                          "trained": {"skip1": 0.95, "skip2": 0.6}})
+    >>> [round(float(p.get_height()), 2) for p in fig.axes[0].patches]
+    [0.9, 0.8, 0.95, 0.6]
+    """
+    import numpy as np
+    plt = _pyplot()
+    categories = list(next(iter(values.values())))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(categories) * max(1, len(values) / 2), 3.6))
+    width = 0.8 / len(values)
+    x = np.arange(len(categories))
+    for i, (series, bars) in enumerate(values.items()):
+        heights = [float(bars[c]) for c in categories]
+        rects = ax.bar(x + (i - (len(values) - 1) / 2) * width, heights, width, label=str(series))
+        ax.bar_label(rects, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x, [str(c) for c in categories])
+    ax.set_ylabel(ylabel or "")
+    ax.set_title(title or "")
+    ax.grid(alpha=0.3, axis="y")
+    if len(values) > 1:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_error_vs_depth(depths, errors, path=None, title=None, ylabel="training error"):
+    """Final error against depth, one line per model family (plain, residual).
+
+    depths : list of ints; errors : {"plain": [one value per depth], "residual": [...]}.
+    Returns the matplotlib Figure; saves it when `path` is given.
+
+    Example
+    -------
+    >>> fig = plot_error_vs_depth([8, 20], {"plain": [0.1, 0.3], "residual": [0.1, 0.05]})
+    >>> [[int(v) for v in line.get_xdata()] for line in fig.axes[0].lines]
+    [[8, 20], [8, 20]]
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for label, values in errors.items():
+        ax.plot(list(depths), values, marker="o", label=str(label))
+    ax.set_xticks(list(depths))
+    ax.set_xlabel("depth (weight layers)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{ylabel} vs depth")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

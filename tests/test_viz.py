@@ -85,3 +85,31 @@ def test_plot_segmentation_grid_and_accuracy_titles(tmp_path):
     assert fig.axes[2].get_title() == "right\n100.0%"
     assert fig.axes[3].get_title() == "half\n50.0%"
     assert fig.axes[7].get_title() == "50.0%"
+
+
+def test_plot_curve_panels_one_axis_per_panel_shared_y(tmp_path):
+    panels = {"relu": {"skip1": [2.3, 1.0, 0.5], "plain": [2.3, 2.0]}, "sigmoid": {"skip1": [2.3, 2.3]}}
+    fig = viz.plot_curve_panels(panels, path=tmp_path / "curves.png", ylabel="loss")
+    relu, sigmoid = fig.axes
+    assert [relu.get_title(), sigmoid.get_title()] == ["relu", "sigmoid"]
+    assert list(relu.lines[0].get_xdata()) == [1, 2, 3]
+    assert np.allclose(relu.lines[1].get_ydata(), [2.3, 2.0])
+    assert relu.get_shared_y_axes().joined(relu, sigmoid)
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_plot_grouped_bars_heights_in_series_order(tmp_path):
+    values = {"init": {"skip1": 0.9, "skip2": 0.8, "skip3": 0.7},
+              "trained": {"skip2": 0.6, "skip1": 0.95, "skip3": 0.5}}
+    fig = viz.plot_grouped_bars(values, path=tmp_path / "bars.png", ylabel="R^2")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert np.allclose(heights, [0.9, 0.8, 0.7, 0.95, 0.6, 0.5])   # categories in the first series' order
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["skip1", "skip2", "skip3"]
+    assert (tmp_path / "bars.png").exists()
+
+
+def test_plot_error_vs_depth_lines_per_family():
+    fig = viz.plot_error_vs_depth([8, 20, 32], {"plain": [0.1, 0.2, 0.4], "residual": [0.1, 0.05, 0.04]})
+    plain, residual = fig.axes[0].lines
+    assert list(plain.get_xdata()) == [8, 20, 32] and np.allclose(residual.get_ydata(), [0.1, 0.05, 0.04])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["plain", "residual"]
