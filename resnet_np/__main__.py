@@ -186,7 +186,9 @@ def _gradcheck_cases():
               ("Bottleneck pre", rn.Bottleneck(2, 2, 4, stride=2, variant="pre", rng=0),
                (2, 2, 5, 5), None),
               ("resnet_cifar(8, width=2)", rn.resnet_cifar(8, num_classes=3, width=2, rng=0),
-               (2, 3, 8, 8), None)]
+               (2, 3, 8, 8), None),
+              ("unet_tiny(levels=1, width=2)", rn.unet_tiny(1, 2, width=2, levels=1, rng=0),
+               (2, 1, 4, 4), None)]
     return cases
 
 
