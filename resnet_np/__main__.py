@@ -52,15 +52,14 @@ MODELS = ("resnet20", "resnet8", "plain20", "mlp")
 DATASETS = ("builtin", "digits", "mnist", "cifar10")
 
 
-def _load_data(name, directory):
+def _load_data(name, directory, parser):
     from . import data
     if name == "builtin":
         return data.load_builtin()
     if name == "digits":
         return data.load_digits()
     if directory is None:
-        raise SystemExit(f"python -m resnet_np train: --data {name} needs --data-dir DIR "
-                         f"(the folder holding the {name} files).")
+        parser.error(f"--data {name} needs --data-dir DIR (the folder holding the {name} files)")
     return (data.load_mnist if name == "mnist" else data.load_cifar10)(directory)
 
 
@@ -107,7 +106,7 @@ def train(argv):
     args = p.parse_args(argv)
 
     start = time.perf_counter()
-    (X_train, y_train), (X_test, y_test) = _load_data(args.data, args.data_dir)
+    (X_train, y_train), (X_test, y_test) = _load_data(args.data, args.data_dir, p)
     if args.limit:
         X_train, y_train = X_train[:args.limit], y_train[:args.limit]
         X_test, y_test = X_test[:args.limit], y_test[:args.limit]

@@ -74,9 +74,11 @@ def test_train_writes_history_plot_and_checkpoint_and_resumes_exactly(tmp_path, 
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_train_needs_data_dir_for_file_data_sets():
-    with pytest.raises(SystemExit, match="--data mnist needs --data-dir"):
+def test_train_needs_data_dir_for_file_data_sets(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", "mnist"])
+    assert exit_info.value.code == 2
+    assert "--data mnist needs --data-dir" in capsys.readouterr().err
 
 
 def test_gradcheck_command_covers_every_layer_type():
