@@ -1,6 +1,6 @@
 """PyTorch parity: whole resnet_cifar models, every block type and shortcut, SGD
 trajectories on a real model, and the layers whose own test file has no torch test
-(Dense, the activations).
+(Dense, the activations, the losses).
 
 Every torch twin is written here, with torchvision's module names; our weights reach it
 through resnet_np.io.to_torch_state_dict and torch's strict load_state_dict, so the name
@@ -10,8 +10,8 @@ whole tensor): below 1e-5 in float32 and 1e-10 in float64.
 import numpy as np
 import pytest
 
-from resnet_np import (BasicBlock, Bottleneck, Dense, LeakyReLU, PreActBlock, ReLU, SGD,
-                       Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_cifar)
+from resnet_np import (SGD, BasicBlock, Bottleneck, Dense, LeakyReLU, MSELoss, PreActBlock,
+                       ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_cifar)
 from resnet_np.gradcheck import rel_error
 from resnet_np.io import to_torch_state_dict, torch_names
 
@@ -331,3 +331,20 @@ def test_activation_matches_torch(name, dtype, rng):
     tout.backward(torch.from_numpy(dout))
     assert_parity({"out": out, "dx": dx}, {"out": tout.detach().numpy(), "dx": tx.grad.numpy()},
                   dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("name", ["cross_entropy", "mse"])
+def test_loss_value_and_gradient_match_torch(name, dtype, rng):
+    x = (3 * rng.standard_normal((6, 5))).astype(dtype)
+    target = rng.integers(0, 5, size=6) if name == "cross_entropy" else \
+        rng.standard_normal((6, 5)).astype(dtype)
+    loss = SoftmaxCrossEntropy() if name == "cross_entropy" else MSELoss()
+    value = loss.forward(x, target)
+    dx = loss.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    reference = F.cross_entropy if name == "cross_entropy" else F.mse_loss
+    tvalue = reference(tx, torch.from_numpy(target))
+    tvalue.backward()
+    assert_parity({"loss": np.array(value), "dx": dx},
+                  {"loss": tvalue.detach().numpy(), "dx": tx.grad.numpy()}, dtype)
