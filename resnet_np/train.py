@@ -91,6 +91,10 @@ class Callback:
         pass
 
 
+def _accuracy_text(name, value):
+    return "" if value is None else f"  {name} {value:.3f}"
+
+
 class ProgressBar(Callback):
     """verbose=1: one line per batch, rewritten in place, and a summary per epoch."""
 
@@ -103,26 +107,32 @@ class ProgressBar(Callback):
         bar = "=" * done + "." * (width - done)
         self.stream.write(
             f"\repoch {logs['epoch']}/{logs['epochs']} [{bar}] {logs['step']}/{logs['steps']}"
-            f"  loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}"
+            f"  loss {logs['loss']:.4f}{_accuracy_text('acc', logs['accuracy'])}"
             f"  {logs['images_per_s']:.0f} img/s  ETA {logs['eta_s']:.0f}s ")
         self.stream.flush()
 
     def on_epoch_end(self, trainer, logs):
         val = ""
         if logs["val_loss"] is not None:
-            val = f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.3f}"
+            val = f"  val_loss {logs['val_loss']:.4f}{_accuracy_text('val_acc', logs['val_accuracy'])}"
         self.stream.write(
-            f"\repoch {logs['epoch']}: loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}{val}"
+            f"\repoch {logs['epoch']}: loss {logs['loss']:.4f}{_accuracy_text('acc', logs['accuracy'])}{val}"
             f"  lr {logs['lr']:.4g}  {logs['seconds']:.1f}s  {logs['images_per_s']:.0f} img/s"
             + " " * 20 + "\n")
         self.stream.flush()
 
 
 def _accuracy_count(logits, y):
-    """Number of rows whose arg-max matches an integer label; None for other targets."""
-    if logits.ndim != 2 or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    """Sum over examples of the fraction of positions whose arg-max matches the label.
+
+    (N, C) logits with (N,) labels: the number of correct rows. (N, C, d1, ...) logits
+    with (N, d1, ...) labels (segmentation): each example counts its pixel accuracy.
+    None when the targets are not class labels (e.g. MSELoss targets).
+    """
+    if not np.issubdtype(y.dtype, np.integer) or logits.ndim != y.ndim + 1:
         return None
-    return int(np.sum(np.argmax(logits, axis=1) == y))
+    hits = np.argmax(logits, axis=1) == y                     # (N,) or (N, d1, ...)
+    return float(hits.reshape(len(y), -1).mean(axis=1).sum())
 
 
 class Trainer:
@@ -232,7 +242,7 @@ class Trainer:
         steps = -(-N // batch_size)
         order = self.rng.permutation(N)
         self.model.train()
-        start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0.0
         for step in range(steps):
             idx = order[step * batch_size:(step + 1) * batch_size]
             xb, yb = X[idx], y[idx]
@@ -251,16 +261,17 @@ class Trainer:
             self.optimizer.step()
             self.history.step_loss.append(loss)
             seen, loss_sum = seen + len(idx), loss_sum + loss * len(idx)
-            correct += _accuracy_count(logits, yb) or 0
+            hits = _accuracy_count(logits, yb)
+            correct = None if hits is None else correct + hits
             elapsed = time.perf_counter() - start
             logs = {"epoch": epoch, "epochs": epochs, "step": step + 1, "steps": steps,
-                    "loss": loss_sum / seen, "accuracy": correct / seen, "lr": self.optimizer.lr,
+                    "loss": loss_sum / seen, "accuracy": None if hits is None else correct / seen,
+                    "lr": self.optimizer.lr,
                     "images_per_s": seen / elapsed, "eta_s": elapsed / seen * (N - seen)}
             for cb in callbacks:
                 cb.on_step_end(self, logs)
         seconds = time.perf_counter() - start
-        accuracy = correct / N if _accuracy_count(logits, yb) is not None else None
-        return {"epoch": epoch, "loss": loss_sum / N, "accuracy": accuracy,
+        return {"epoch": epoch, "loss": loss_sum / N, "accuracy": logs["accuracy"],
                 "lr": self.optimizer.lr, "seconds": seconds, "images_per_s": N / seconds}
 
     def _batched_outputs(self, X, batch_size):
@@ -275,13 +286,13 @@ class Trainer:
     def evaluate(self, X, y, batch_size=256):
         """{"loss": mean loss, "accuracy": fraction correct (None for non-class targets)}."""
         X, y = self._check_data(X, y, "Trainer.evaluate")
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct = 0.0, 0.0
         for i, out in self._batched_outputs(X, batch_size):
             yb = y[i:i + batch_size]
             loss_sum += self.loss.forward(out, yb) * len(yb)
-            correct += _accuracy_count(out, yb) or 0
-        classes = _accuracy_count(out, yb) is not None
-        return {"loss": loss_sum / len(X), "accuracy": correct / len(X) if classes else None}
+            hits = _accuracy_count(out, yb)
+            correct = None if hits is None else correct + hits
+        return {"loss": loss_sum / len(X), "accuracy": None if correct is None else correct / len(X)}
 
     def predict(self, X, batch_size=256, return_logits=False):
         """Predicted class of each row (arg-max of the logits), in eval mode."""

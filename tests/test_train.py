@@ -116,3 +116,25 @@ def test_fit_errors(rng):
         trainer.fit(X, y, epochs=1, batch_size=0, verbose=0)
     with pytest.raises(KeyError, match="History: expected one of"):
         History()["los"]
+
+
+def test_segmentation_and_regression_targets_train_with_progress(rng):
+    import contextlib
+    X = rng.standard_normal((8, 1, 4, 4)).astype(np.float32)
+    masks = (X[:, 0] > 0).astype(np.int64)                    # per-pixel labels (N, H, W)
+    net = rn.unet_tiny(1, 2, width=2, levels=1, rng=0)
+    trainer = Trainer(net, rn.SoftmaxCrossEntropy(), rn.SGD(net, lr=0.1), rng=0)
+    stream = _io.StringIO()
+    with contextlib.redirect_stdout(stream):
+        history = trainer.fit(X, masks, epochs=2, batch_size=4, val=(X, masks), verbose=1)
+    expected = np.mean(trainer.predict(X) == masks)           # pixel accuracy
+    assert trainer.evaluate(X, masks)["accuracy"] == pytest.approx(expected)
+    assert 0 <= history["accuracy"][-1] <= 1 and "val_acc" in stream.getvalue()
+
+    reg = rn.Dense(3, 2, rng=0)
+    trainer = Trainer(reg, rn.MSELoss(), rn.SGD(reg, lr=0.1), rng=0)
+    stream = _io.StringIO()
+    with contextlib.redirect_stdout(stream):
+        history = trainer.fit(rng.standard_normal((8, 3)), rng.standard_normal((8, 2)), epochs=1,
+                              batch_size=4, verbose=1)
+    assert history["accuracy"] == [None] and " acc " not in stream.getvalue()
