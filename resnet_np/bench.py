@@ -321,7 +321,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m resnet_np bench",
                                 description="Convolution and ResNet-20 throughput, float32.")
     p.add_argument("--batch", type=int, default=128, help="examples per batch (default 128)")
-    p.add_argument("--repeat", type=int, default=10,
+    p.add_argument("--repeat", type=int, default=20,
                    help="timed runs per figure; the best is kept")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
