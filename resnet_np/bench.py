@@ -47,14 +47,22 @@ def _interleaved(runners, repeat):
     times = {name: [] for name in runners}
     for _ in range(repeat):
         for name, fn in runners.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_timed(fn))
     return {name: 1e3 * min(t) for name, t in times.items()}
 
 
 # -- one convolution ---------------------------------------------------------------
+SETTLE_S = 0.02   # idle time before each timed run
+
+
 def _timed(fn):
+    """Seconds for one call of fn, started on idle cores.
+
+    The pause lets the other framework's threads stop spinning first: torch's OpenMP
+    workers busy-wait for a few ms after each parallel region, which would otherwise be
+    charged to whichever run comes next.
+    """
+    time.sleep(SETTLE_S)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
