@@ -16,7 +16,7 @@ subset and on a held-out test set in eval mode.
 
 Run (from the repository root):
 
-    python examples/04_degradation.py                  # ~15 min on 2 cores
+    python examples/04_degradation.py                  # ~8 min on 2 cores
     python examples/04_degradation.py --quick --out /tmp/x
 
 Writes results.json (keys in REQUIRED_KEYS), degradation_curves.png (training error
@@ -58,7 +58,7 @@ args = parse_args()
 if args.quick:
     SETUP = dict(depths=[8, 14], n_train=96, n_test=64, epochs=2, batch_size=32, width=4, lr=0.05)
 else:
-    SETUP = dict(depths=[8, 20, 32, 56], n_train=1500, n_test=1000, epochs=8, batch_size=64,
+    SETUP = dict(depths=[8, 20, 32, 56], n_train=1500, n_test=1000, epochs=16, batch_size=64,
                  width=16, lr=0.05)
 SETUP["epochs"] = args.epochs or SETUP["epochs"]
 SETUP["n_train"] = args.n_train or SETUP["n_train"]
