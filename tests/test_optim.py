@@ -186,3 +186,49 @@ def test_matches_torch_sgd_over_20_steps(momentum, weight_decay, nesterov):
         ref.step()
     for (name, p), tensor in zip(model.named_parameters(), tensors):
         np.testing.assert_allclose(p, tensor.detach().numpy(), rtol=0, atol=1e-10, err_msg=name)
+
+
+# -- learning-rate schedules --------------------------------------------------------------
+from resnet_np.optim import CosineLR, MultiStepLR, WarmupLR  # noqa: E402
+
+
+def test_multistep_follows_the_formula():
+    schedule = MultiStepLR(0.1, milestones=[82, 123], gamma=0.1)   # He et al. 2015, in epochs
+    for t in np.linspace(0, 160, 321):
+        expected = 0.1 * 0.1 ** (int(t >= 82) + int(t >= 123))
+        assert schedule(t) == pytest.approx(expected, rel=1e-12), t
+    assert MultiStepLR(1.0, milestones=[3, 1], gamma=0.5)(2) == 0.5   # milestones sorted
+
+
+def test_cosine_follows_the_formula_and_clamps():
+    schedule = CosineLR(0.2, total_epochs=8, min_lr=0.02)
+    for t in np.linspace(0, 8, 33):
+        expected = 0.02 + (0.2 - 0.02) * (1 + np.cos(np.pi * t / 8)) / 2
+        assert schedule(t) == pytest.approx(expected, rel=1e-12)
+    assert schedule(-1) == pytest.approx(0.2) and schedule(100) == pytest.approx(0.02)
+    values = [schedule(t) for t in np.linspace(0, 8, 50)]
+    assert all(a >= b for a, b in zip(values, values[1:]))           # never rises
+
+
+def test_warmup_constant_then_hands_over():
+    after = MultiStepLR(0.1, milestones=[5])
+    schedule = WarmupLR(after, warmup_epochs=0.5, warmup_lr=0.01)
+    assert [schedule(t) for t in (0, 0.25, 0.49)] == [0.01, 0.01, 0.01]
+    for t in (0.5, 1, 4.9, 5, 9):
+        assert schedule(t) == after(t)
+
+
+def test_warmup_linear_composes_with_cosine():
+    cosine = CosineLR(0.1, total_epochs=10)
+    schedule = WarmupLR(cosine, warmup_epochs=2, warmup_lr=0.0, linear=True)
+    assert schedule(0) == 0.0
+    assert schedule(1) == pytest.approx(cosine(2) / 2)
+    assert schedule(2) == cosine(2) and schedule(7) == cosine(7)
+    nested = WarmupLR(schedule, warmup_epochs=1, warmup_lr=0.5)       # schedules compose
+    assert nested(0.5) == 0.5 and nested(1.5) == schedule(1.5)
+
+
+def test_schedule_reprs():
+    assert repr(MultiStepLR(0.1, [2, 4])) == "MultiStepLR(0.1, milestones=[2, 4], gamma=0.1)"
+    assert repr(CosineLR(0.1, 10)).startswith("CosineLR(0.1, total_epochs=10.0")
+    assert repr(WarmupLR(CosineLR(0.1, 10), 1, 0.01)).startswith("WarmupLR(CosineLR(")
