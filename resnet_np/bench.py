@@ -154,7 +154,8 @@ def _numpy_resnet20(batch, rng):
     return {"train": train_step, "infer": infer}
 
 
-def _torch_resnet20(torch, batch, rng):
+def _torch_resnet20_model(torch):
+    """ResNet-20 in torch, as resnet_cifar(20, shortcut="A"): 3 stages x 3 BasicBlocks."""
     nn = torch.nn
 
     class Block(nn.Module):
@@ -183,7 +184,13 @@ def _torch_resnet20(torch, batch, rng):
             layers.append(Block(c_in, c_out, stride if i == 0 else 1))
             c_in = c_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    model = nn.Sequential(*layers)
+    return nn.Sequential(*layers)
+
+
+def _torch_resnet20(torch, batch, rng):
+    """{"train": step, "infer": step} closures for torch's ResNet-20, SGD momentum 0.9."""
+    nn = torch.nn
+    model = _torch_resnet20_model(torch)
     sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.from_numpy(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
     y = torch.from_numpy(rng.integers(0, 10, batch))
