@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._checks import check_array, message, pair
+
 
 def output_size(size, kernel, stride, padding):
     """Number of window positions along one axis: (size + 2 padding - kernel) // stride + 1."""
@@ -48,6 +50,20 @@ def _geometry(x_shape, kernel_size, stride, padding):
     (kH, kW), (sH, sW), (pH, pW) = kernel_size, stride, padding
     H_out, W_out = output_size(H, kH, sH, pH), output_size(W, kW, sW, pW)
     return N, C, H, W, kH, kW, sH, sW, pH, pW, H_out, W_out
+
+
+def _checked(where, x_shape, kernel_size, stride, padding):
+    """Validate the public im2col/col2im arguments; ints are taken as square pairs."""
+    kernel, stride, padding = (pair(kernel_size, "kernel_size", where),
+                               pair(stride, "stride", where), pair(padding, "padding", where, 0))
+    if len(x_shape) != 4:
+        raise ValueError(message(where, "x of shape (N, C, H, W)", str(tuple(x_shape))))
+    Hp, Wp = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    if Hp < kernel[0] or Wp < kernel[1]:
+        raise ValueError(message(
+            where, f"a padded input at least as large as the kernel {kernel[0]}x{kernel[1]}",
+            f"{Hp}x{Wp}", "Use a smaller kernel or more padding."))
+    return kernel, stride, padding
 
 
 def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0)):
@@ -76,6 +92,8 @@ def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0)):
            [3., 4., 6., 7.],
            [4., 5., 7., 8.]])
     """
+    check_array(x, "im2col", 4, "(N, C, H, W)")
+    kernel_size, stride, padding = _checked("im2col", x.shape, kernel_size, stride, padding)
     N, C, H, W, kH, kW, sH, sW, pH, pW, H_out, W_out = \
         _geometry(x.shape, kernel_size, stride, padding)
     xp = np.pad(x, ((0, 0), (0, 0), (pH, pH), (pW, pW)))       # (N, C, Hp, Wp)
@@ -113,8 +131,12 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
            [2., 4., 2.],
            [1., 2., 1.]])
     """
+    kernel_size, stride, padding = _checked("col2im", tuple(x_shape), kernel_size, stride, padding)
     N, C, H, W, kH, kW, sH, sW, pH, pW, H_out, W_out = \
         _geometry(x_shape, kernel_size, stride, padding)
+    if np.shape(cols) != (C * kH * kW, N * H_out * W_out):
+        raise ValueError(message("col2im", f"cols of shape ({C * kH * kW}, {N * H_out * W_out})",
+                                 str(np.shape(cols)), "Pass the x_shape that im2col saw."))
     cols = cols.reshape(C, kH, kW, N, H_out, W_out)
     dxp = np.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=cols.dtype)   # (N, C, Hp, Wp)
     for i in range(kH):
