@@ -121,16 +121,6 @@ def bench_convs(batch, repeat, torch=None):
 
 
 # -- ResNet-20 -----------------------------------------------------------------------
-def _resnet20_missing():
-    """None if resnet_np can build ResNet-20, else why not (the section is then skipped)."""
-    try:
-        from .models import resnet_cifar
-        resnet_cifar(depth=20, rng=0)
-    except (ImportError, AttributeError, NotImplementedError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 def _numpy_resnet20(batch, rng):
     """{"train": step, "infer": step} closures for resnet_np's ResNet-20, SGD momentum 0.9."""
     from .losses import SoftmaxCrossEntropy
@@ -345,9 +335,8 @@ def main(argv=None):
     threads = os.cpu_count() or 1
     has_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     frameworks = ["numpy"] + (["torch"] if has_torch else [])
-    model_reason = None if args.convs_only else _resnet20_missing()
     memory = {}
-    if not args.convs_only and model_reason is None:       # first, while this process is small
+    if not args.convs_only:                                 # first, while this process is small
         memory = {name: peak_memory_mb(name, args.batch) for name in frameworks}
     torch = _import_torch(threads) if has_torch else None
     print(f"resnet_np bench: batch {args.batch}, float32, {threads} CPU threads, best of "
@@ -358,10 +347,7 @@ def main(argv=None):
     rows = bench_convs(args.batch, args.repeat, torch)
     _print_convs(rows, torch is not None)
     report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None}
-    if model_reason is not None:
-        print(f"\nResNet-20: skipped, resnet_np.models.resnet_cifar is not available "
-              f"({model_reason})")
-    elif not args.convs_only:
+    if not args.convs_only:
         report["resnet20"] = bench_resnet20(args.batch, args.repeat, torch, memory)
         _print_resnet20(report["resnet20"])
     _print_targets(rows, report["resnet20"], args.batch)
