@@ -225,9 +225,10 @@ def save(results, out):
     viz.plot_shortcut_params(results["params"], results["shortcut_params"],
                              os.path.join(out, "03_shortcut_params.png"),
                              title=f"ResNet-{results['depth']}: parameters by shortcut option")
-    viz.plot_accuracy_curves({f"option {k}": v for k, v in results["test_accuracy_curve"].items()},
-                             os.path.join(out, "03_test_accuracy.png"),
-                             title=f"ResNet-{results['depth']}: test accuracy per epoch")
+    viz.plot_curve_panels(
+        {f"ResNet-{results['depth']}: test accuracy per epoch":
+         {f"option {k}": v for k, v in results["test_accuracy_curve"].items()}},
+        os.path.join(out, "03_test_accuracy.png"), ylabel="test accuracy")
     print(f"\nwrote {out}/results.json, 03_shortcut_params.png, 03_test_accuracy.png "
           f"({results['total_seconds']:.0f}s in all)")
 

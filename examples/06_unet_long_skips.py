@@ -154,8 +154,8 @@ curves = {}
 for name in runs:
     curves[f"{name} train"] = results["train_loss"][name]
     curves[f"{name} test"] = results["test_loss"][name]
-viz.plot_accuracy_curves(curves, path=os.path.join(args.out, "06_training_curves.png"),
-                         title="per-pixel cross-entropy", ylabel="loss")
+viz.plot_curve_panels({"per-pixel cross-entropy": curves},
+                      path=os.path.join(args.out, "06_training_curves.png"), ylabel="loss")
 with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
 print(f"\nwrote {args.out}/results.json, 06_segmentation.png, 06_training_curves.png")

@@ -10,6 +10,14 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, path):
+    """Tighten the layout, save to `path` if given (PNG at 100 dpi), return the Figure."""
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
 def plot_history(history, path=None):
     """Loss and accuracy per epoch, train and validation, side by side.
 
@@ -31,10 +39,7 @@ def plot_history(history, path=None):
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_shortcut_params(params, shortcut_params, path=None, title=None):
@@ -61,30 +66,7 @@ def plot_shortcut_params(params, shortcut_params, path=None, title=None):
     ax.set_ylabel("trainable parameters")
     ax.set_title(title or "parameters by shortcut option")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
-
-
-def plot_accuracy_curves(curves, path=None, title=None, ylabel="test accuracy"):
-    """One line per label: curves is a dict label -> list of values, one per epoch.
-
-    Returns the matplotlib Figure.
-    """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for label, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_gradient_norms(results, path=None, key="da"):
@@ -126,10 +108,7 @@ def plot_gradient_norms(results, path=None, key="da"):
     ax.set_ylabel("||dL/da|| at the unit's input" if key == "da" else "||dL/dW|| of the unit")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_block_pass(block, path=None):
@@ -165,10 +144,7 @@ def plot_block_pass(block, path=None):
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(repr(block).split("\n")[0].rstrip("("), fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_step_losses(curves, path=None, title=None, smooth=20):
@@ -198,10 +174,7 @@ def plot_step_losses(curves, path=None, title=None, smooth=20):
     ax.set_title(title or "training loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_segmentation(X, masks, predictions, path=None, title=None):
@@ -239,10 +212,7 @@ def plot_segmentation(X, masks, predictions, path=None, title=None):
                 ax.set_title(name if i == 0 else name.split("\n")[1], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_curve_panels(panels, path=None, title=None, ylabel="training loss", xlabel="epoch"):
@@ -272,10 +242,7 @@ def plot_curve_panels(panels, path=None, title=None, ylabel="training loss", xla
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_grouped_bars(values, path=None, title=None, ylabel=None):
@@ -307,10 +274,7 @@ def plot_grouped_bars(values, path=None, title=None, ylabel=None):
     ax.grid(alpha=0.3, axis="y")
     if len(values) > 1:
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_error_vs_depth(depths, errors, path=None, title=None, ylabel="training error"):
@@ -335,7 +299,4 @@ def plot_error_vs_depth(depths, errors, path=None, title=None, ylabel="training 
     ax.set_title(title or f"{ylabel} vs depth")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, path)

@@ -113,3 +113,13 @@ def test_plot_error_vs_depth_lines_per_family():
     plain, residual = fig.axes[0].lines
     assert list(plain.get_xdata()) == [8, 20, 32] and np.allclose(residual.get_ydata(), [0.1, 0.05, 0.04])
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["plain", "residual"]
+
+
+def test_plot_shortcut_params_stacks_branch_and_shortcut(tmp_path):
+    path = tmp_path / "params.png"
+    fig = viz.plot_shortcut_params({"identity": None, "A": 100, "B": 120},
+                                   {"identity": None, "A": 0, "B": 20}, path)
+    bars = fig.axes[0].patches
+    heights = [bar.get_height() for bar in bars]
+    assert heights == [0, 100, 100, 0, 0, 20]          # branch bars, then shortcut bars on top
+    assert path.exists()
