@@ -37,7 +37,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 try:
     import resnet_np as rn

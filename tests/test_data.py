@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from resnet_np import SGD, Dense, SoftmaxCrossEntropy
-from resnet_np import data
 from resnet_np.data import builtin as builtin_module
 from resnet_np.data import (BUILTIN_CLASSES, IMAGE_SIZE, RestrictedUnpickler, augment_cifar,
                             channel_stats, load_builtin, load_cifar10, load_digits, load_mnist,

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
