@@ -12,7 +12,7 @@ from .layers import Concat, Flatten, Upsample2d
 from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoid, Tanh,
                      get_activation)
 from .losses import MSELoss, SoftmaxCrossEntropy
-from .models import residual_mlp, resnet18, resnet34, resnet_cifar, unet_tiny
+from .models import UNetTiny, residual_mlp, resnet18, resnet34, resnet_cifar, unet_tiny
 from .optim import SGD, CosineLR, MultiStepLR, WarmupLR
 from .train import Callback, History, ProgressBar, Trainer
 from .shortcuts import Projection, ZeroPadShortcut, make_shortcut
@@ -23,7 +23,7 @@ __all__ = [
     "Layer", "Sequential", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
     "get_activation",
     "ResidualBlock", "DenseResidualBlock", "BasicBlock", "PreActBlock", "Bottleneck",
-    "residual_mlp", "resnet_cifar", "resnet18", "resnet34", "unet_tiny",
+    "residual_mlp", "resnet_cifar", "resnet18", "resnet34", "unet_tiny", "UNetTiny",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "MultiStepLR", "CosineLR", "WarmupLR",
     "Trainer", "History", "Callback", "ProgressBar",
