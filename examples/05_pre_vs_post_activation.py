@@ -18,7 +18,7 @@ the three identically (same data order, SGD, schedule) to compare training-loss 
 
 Run (from the repository root):
 
-    python examples/05_pre_vs_post_activation.py               # full: about 9 minutes on 2 cores (shared)
+    python examples/05_pre_vs_post_activation.py               # full: about 2 minutes on 2 idle cores
     python examples/05_pre_vs_post_activation.py --quick --out /tmp/05   # seconds (tests)
 
 Full mode: depth 56, 2,000 training and 1,000 test images, 3 epochs, batch 64,

@@ -17,7 +17,7 @@ the mean over all pixels.
 
 Run (from the repository root):
 
-    python examples/06_unet_long_skips.py                  # full: about 4 minutes on 2 cores (shared)
+    python examples/06_unet_long_skips.py                  # full: under a minute on 2 idle cores
     python examples/06_unet_long_skips.py --quick --out /tmp/06    # seconds (tests)
 
 Full mode: 4,000 training and 1,000 test images, 8 epochs, width 8, 2 levels
