@@ -96,12 +96,20 @@ def _accuracy_text(name, value):
 
 
 class ProgressBar(Callback):
-    """verbose=1: one line per batch, rewritten in place, and a summary per epoch."""
+    """verbose=1: one line per batch, rewritten in place, and a summary per epoch.
 
-    def __init__(self, stream=None):
+    live : None (default) rewrites the batch line only on a terminal, so a log file or
+        a notebook's captured output gets just the epoch summaries; True or False forces it.
+    """
+
+    def __init__(self, stream=None, live=None):
         self.stream = stream or sys.stdout
+        isatty = getattr(self.stream, "isatty", lambda: False)
+        self.live = isatty() if live is None else bool(live)
 
     def on_step_end(self, trainer, logs):
+        if not self.live:
+            return
         width = 20
         done = int(width * logs["step"] / logs["steps"])
         bar = "=" * done + "." * (width - done)
@@ -115,10 +123,11 @@ class ProgressBar(Callback):
         val = ""
         if logs["val_loss"] is not None:
             val = f"  val_loss {logs['val_loss']:.4f}{_accuracy_text('val_acc', logs['val_accuracy'])}"
-        self.stream.write(
-            f"\repoch {logs['epoch']}: loss {logs['loss']:.4f}{_accuracy_text('acc', logs['accuracy'])}{val}"
-            f"  lr {logs['lr']:.4g}  {logs['seconds']:.1f}s  {logs['images_per_s']:.0f} img/s"
-            + " " * 20 + "\n")
+        line = (f"epoch {logs['epoch']}: loss {logs['loss']:.4f}"
+                f"{_accuracy_text('acc', logs['accuracy'])}{val}  lr {logs['lr']:.4g}"
+                f"  {logs['seconds']:.1f}s  {logs['images_per_s']:.0f} img/s")
+        # On a terminal, overwrite the batch line (and blank what is left of it).
+        self.stream.write(f"\r{line}{' ' * 20}\n" if self.live else f"{line}\n")
         self.stream.flush()
 
 

@@ -66,10 +66,16 @@ def test_callbacks_see_every_step_and_epoch(rng):
 def test_progress_bar_writes_in_place_and_summarises(rng):
     X, y = tiny_problem(rng, n=32)
     stream = _io.StringIO()
-    make_trainer().fit(X, y, epochs=1, batch_size=16, callbacks=[ProgressBar(stream)], verbose=0)
+    make_trainer().fit(X, y, epochs=1, batch_size=16, callbacks=[ProgressBar(stream, live=True)],
+                       verbose=0)
     text = stream.getvalue()
     assert "\repoch 1/1 [" in text and "2/2" in text and "img/s" in text and "ETA" in text
     assert text.endswith("\n") and "epoch 1: loss" in text
+    quiet = _io.StringIO()                      # not a terminal: epoch summaries only
+    make_trainer().fit(X, y, epochs=2, batch_size=16, callbacks=[ProgressBar(quiet)], verbose=0)
+    lines = quiet.getvalue().split("\n")
+    assert lines[0].startswith("epoch 1: loss") and lines[1].startswith("epoch 2: loss")
+    assert lines[2:] == [""] and "[" not in quiet.getvalue() and "\r" not in quiet.getvalue()
 
 
 def test_resume_is_bit_exact_in_float64(rng, tmp_path):
