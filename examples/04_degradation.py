@@ -16,7 +16,7 @@ subset and on a held-out test set in eval mode.
 
 Run (from the repository root):
 
-    python examples/04_degradation.py                  # ~8 min on 2 cores
+    python examples/04_degradation.py                  # ~7 min on 2 idle cores
     python examples/04_degradation.py --quick --out /tmp/x
 
 Writes results.json (keys in REQUIRED_KEYS), degradation_curves.png (training error
