@@ -18,17 +18,24 @@ from ..blocks import ResidualBlock
 from .walk import _check_layer, _check_x, _join, _recording, units
 
 
+def _aligned(header, rows):
+    """Text columns: three left-aligned (name, label, shape), then mean, std, zeros."""
+    widths = [max([len(header[c])] + [len(r[c]) for r in rows]) for c in range(3)]
+    def line(r, numbers):
+        left = "  ".join(f"{r[c]:<{widths[c]}}" for c in range(3))
+        return f"{left}  {numbers}"
+    lines = [line(header, f"{'mean':>9} {'std':>9} {'zeros':>6}")]
+    lines += [line(r, f"{r[3]:>9.4f} {r[4]:>9.4f} {r[5]:>6.1%}") for r in rows]
+    return "\n".join(lines)
+
+
 def _table(pairs, labels):
     """Aligned rows: key, label, shape, mean, std and fraction of exact zeros."""
-    rows = [(key, labels.get(key, key), str(np.shape(v)), np.asarray(v)) for key, v in pairs.items()]
-    wk = max([3] + [len(r[0]) for r in rows])
-    wl = max([5] + [len(r[1]) for r in rows])
-    ws = max([5] + [len(r[2]) for r in rows])
-    lines = [f"{'key':<{wk}}  {'label':<{wl}}  {'shape':<{ws}}  {'mean':>8} {'std':>8} {'zeros':>6}"]
-    for key, label, shape, v in rows:
-        lines.append(f"{key:<{wk}}  {label:<{wl}}  {shape:<{ws}}  {float(v.mean()):>8.4f} "
-                     f"{float(v.std()):>8.4f} {float(np.mean(v == 0)):>6.1%}")
-    return "\n".join(lines)
+    rows = []
+    for key, value in pairs.items():
+        st = _stats(np.asarray(value))
+        rows.append((key, labels.get(key, key), str(st["shape"]), st["mean"], st["std"], st["zeros"]))
+    return _aligned(("key", "label", "shape"), rows)
 
 
 def intermediates_table(block):
@@ -39,7 +46,6 @@ def intermediates_table(block):
 def gradients_table(block):
     """One line per named gradient of the last backward, output first, split at a^[l] last."""
     return _table(block.gradients(), block.LABELS)
-
 
 
 def _stats(v):
@@ -74,17 +80,11 @@ class StepThrough:
                                "See [r['name'] for r in step.rows]."))
 
     def __str__(self):
-        cells = [("  " * r["depth"] + (r["name"].rsplit(".", 1)[-1] if r["kind"] == "intermediate"
-                                       else r["name"]),
-                  r["label"] or r["type"], str(r["shape"]), r) for r in self.rows]
-        wn = max([4] + [len(c[0]) for c in cells])
-        wt = max([4] + [len(c[1]) for c in cells])
-        ws = max([5] + [len(c[2]) for c in cells])
-        lines = [f"{'name':<{wn}}  {'what':<{wt}}  {'shape':<{ws}}  {'mean':>9} {'std':>9} {'zeros':>6}"]
-        for name, what, shape, r in cells:
-            lines.append(f"{name:<{wn}}  {what:<{wt}}  {shape:<{ws}}  {r['mean']:>9.4f} "
-                         f"{r['std']:>9.4f} {r['zeros']:>6.1%}")
-        return "\n".join(lines)
+        rows = [("  " * r["depth"] + (r["name"].rsplit(".", 1)[-1] if r["kind"] == "intermediate"
+                                      else r["name"]),
+                 r["label"] or r["type"], str(r["shape"]), r["mean"], r["std"], r["zeros"])
+                for r in self.rows]
+        return _aligned(("name", "what", "shape"), rows)
 
     __repr__ = __str__
 
