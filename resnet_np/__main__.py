@@ -12,12 +12,14 @@ import numpy as np
 
 
 def trace(argv):
-    """Build one dense residual block, run forward and backward, print every quantity."""
-    from .blocks import DenseResidualBlock
+    """Build one residual block, run forward and backward, print (and draw) every quantity."""
     from .inspect import gradients_table, intermediates_table
+    from .inspect.trace import BLOCK_KINDS, example_block, run_block
 
     p = argparse.ArgumentParser(prog="python -m resnet_np trace",
                                 description="Step through one residual block: a^[l] to a^[l+k].")
+    p.add_argument("--block", choices=BLOCK_KINDS, default="dense",
+                   help="dense (--skip, --activation apply), basic, preact or bottleneck")
     p.add_argument("--skip", type=int, choices=(1, 2, 3), default=2)
     p.add_argument("--activation", choices=("relu", "sigmoid", "tanh", "leaky_relu"),
                    default="relu")
@@ -25,26 +27,26 @@ def trace(argv):
     p.add_argument("--features", type=int, default=4)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="FILE", help="also draw the block-trace figure to FILE")
     args = p.parse_args(argv)
-    shortcut = None if args.shortcut == "none" else args.shortcut
-    out_features = args.features + 2 if shortcut == "projection" else None
-    block = DenseResidualBlock(args.features, skip=args.skip, activation=args.activation,
-                               shortcut=shortcut, out_features=out_features, rng=args.seed)
-    rng = np.random.default_rng(args.seed)
-    a_l = rng.standard_normal((args.batch, args.features)).astype(np.float32)
-    out = block.forward(a_l)
-    dout = rng.standard_normal(out.shape).astype(np.float32)
-    block.backward(dout)
+    block = example_block(args.block, args.features, skip=args.skip, activation=args.activation,
+                          shortcut=args.shortcut, rng=args.seed)
+    run_block(block, rng=args.seed, batch=args.batch)
+    out = block.LABELS[list(block.intermediates())[-1]].split(" =")[0]
     print(block)
-    print(f"\nForward, a^[l] to a^[l+{args.skip}] on a batch of {args.batch}:")
+    print(f"\nForward, a^[l] to {out} on a batch of {args.batch}:")
     print(intermediates_table(block))
-    print("\nBackward, with a random upstream gradient dL/da^[l+%d]:" % args.skip)
+    print(f"\nBackward, with a random upstream gradient dL/d{out}:")
     print(gradients_table(block))
     g = block.gradients()
     share = np.linalg.norm(g["da_l_shortcut"]) / max(np.linalg.norm(g["da_l"]), 1e-30)
     exact = np.array_equal(g["da_l"], g["da_l_shortcut"] + g["da_l_branch"])
     print(f"\nAt a^[l]: da_l == da_l_shortcut + da_l_branch: {exact}; "
           f"||da_l_shortcut|| / ||da_l|| = {share:.3f}")
+    if args.plot:
+        from .viz import plot_block_trace
+        plot_block_trace(block, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -4,6 +4,7 @@ import pytest
 
 import resnet_np as rn
 from resnet_np.inspect import StepThrough, units
+from resnet_np.inspect.trace import BLOCK_KINDS, example_block, run_block
 
 
 def small_resnet(**kwargs):
@@ -212,3 +213,25 @@ def test_linearity_probe_errors(rng):
         rn.linearity_probe(block, [[0.0] * 4] * 8)
     with pytest.raises(TypeError, match="linearity_probe: expected a Layer"):
         rn.linearity_probe(np.tanh, rng.standard_normal((8, 4)))
+
+
+# -- trace: the block `python -m resnet_np trace` builds and runs -----------------------
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+@pytest.mark.parametrize("shortcut", ["identity", "projection", "none"])
+def test_example_block_runs_a_seeded_pass(kind, shortcut):
+    block = example_block(kind, features=4, shortcut=shortcut, rng=0)
+    out = run_block(block, rng=3, batch=2)
+    v, g = block.intermediates(), block.gradients()
+    assert v["a_l"].shape[0] == 2 and ("shortcut" in v) == (shortcut != "none")
+    assert out.shape[1] == (4 if shortcut != "projection" else 6 if kind == "dense" else 8)
+    np.testing.assert_array_equal(g["da_l"], g["da_l_shortcut"] + g["da_l_branch"])
+    again = example_block(kind, features=4, shortcut=shortcut, rng=0)
+    run_block(again, rng=3, batch=2)
+    np.testing.assert_array_equal(again.gradients()["da_l"], g["da_l"])   # seeded: the same
+
+
+def test_example_block_errors():
+    with pytest.raises(ValueError, match="^example_block: expected kind one of 'dense', 'basic'"):
+        example_block("wide")
+    with pytest.raises(ValueError, match="expected shortcut one of 'identity', 'projection', 'none', got 'A'"):
+        example_block("basic", shortcut="A")

@@ -111,3 +111,20 @@ def test_gradcheck_command_reports_and_fails_on_a_wrong_backward(monkeypatch, ca
     monkeypatch.setattr(cli, "_gradcheck_cases", lambda: cases[:2])
     assert main(["gradcheck"]) == 0
     assert "all passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, block_name, out", [("basic", "BasicBlock", "a^[l+2]"),
+                                                   ("preact", "PreActBlock", "a^[l+2]"),
+                                                   ("bottleneck", "Bottleneck", "a^[l+3]")])
+def test_trace_block_kinds(kind, block_name, out, capsys):
+    assert main(["trace", "--block", kind, "--shortcut", "projection"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(block_name) and f"Forward, a^[l] to {out} on a batch of 8" in text
+    assert "da_l == da_l_shortcut + da_l_branch: True" in text
+
+
+def test_trace_plot_writes_the_block_trace_figure(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "block.png"
+    assert main(["trace", "--block", "basic", "--plot", str(path)]) == 0
+    assert path.stat().st_size > 10_000 and f"wrote {path}" in capsys.readouterr().out

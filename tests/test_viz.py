@@ -1,4 +1,6 @@
-"""viz: gradient-norm curves, one block's pass, training history (Agg backend, no window)."""
+"""viz: gradient-norm curves, one block's pass and trace, training history (Agg backend)."""
+import re
+
 import matplotlib
 import numpy as np
 import pytest
@@ -123,3 +125,67 @@ def test_plot_shortcut_params_stacks_branch_and_shortcut(tmp_path):
     heights = [bar.get_height() for bar in bars]
     assert heights == [0, 100, 100, 0, 0, 20]          # branch bars, then shortcut bars on top
     assert path.exists()
+
+
+# -- plot_block_trace ------------------------------------------------------------------
+def _numbers(text):
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)]
+
+
+def _block_cases():
+    return {"dense skip=1": rn.DenseResidualBlock(4, skip=1, rng=0),
+            "dense skip=2": rn.DenseResidualBlock(4, skip=2, rng=0),
+            "dense skip=3 projection": rn.DenseResidualBlock(4, skip=3, out_features=6,
+                                                             shortcut="projection", rng=0),
+            "dense plain twin": rn.DenseResidualBlock(4, shortcut=None, rng=0),
+            "basic A": rn.BasicBlock(2, 4, stride=2, shortcut="A", rng=0),
+            "basic B": rn.BasicBlock(2, 4, stride=2, shortcut="B", rng=0),
+            "basic C": rn.BasicBlock(4, 4, shortcut="C", rng=0),
+            "basic identity": rn.BasicBlock(4, 4, shortcut="identity", rng=0),
+            "basic None": rn.BasicBlock(2, 4, stride=2, shortcut=None, rng=0),
+            "preact": rn.PreActBlock(2, 4, stride=2, rng=0),
+            "bottleneck post": rn.Bottleneck(4, 2, 8, stride=2, rng=0),
+            "bottleneck pre": rn.Bottleneck(4, 2, 8, stride=2, variant="pre", rng=0)}
+
+
+@pytest.mark.parametrize("name", list(_block_cases()))
+def test_plot_block_trace_one_axis_per_node_and_printed_numbers(name, tmp_path):
+    block = _block_cases()[name]
+    fig = viz.plot_block_trace(block, path=tmp_path / "trace.png")   # runs a seeded pass itself
+    assert (tmp_path / "trace.png").stat().st_size > 0
+    values, grads = block.intermediates(), block.gradients()
+    canvas, nodes = fig.axes[0], fig.axes[1:]
+    assert [ax.get_label() for ax in nodes] == list(values)
+    for ax in nodes:                          # mean, std, % zeros under each histogram
+        v = values[ax.get_label()].astype(np.float64)
+        mean, std, zeros = _numbers(ax.get_xlabel())
+        assert mean == pytest.approx(v.mean(), rel=5e-3, abs=5e-3 * v.std())
+        assert std == pytest.approx(v.std(), rel=5e-3)
+        assert zeros == round(100 * np.mean(v == 0))
+        assert sum(p.get_height() for p in ax.patches) == v.size      # histogram of every value
+    printed = {t.get_gid()[5:]: _numbers(t.get_text())[-1] for t in canvas.texts
+               if (t.get_gid() or "").startswith("grad:")}
+    assert {"da_l", "da_l_shortcut", "da_l_branch"} <= set(printed)
+    for key, number in printed.items():
+        assert number == pytest.approx(np.linalg.norm(grads[key]), rel=5e-3, abs=1e-12), key
+    residual = "shortcut" in values
+    assert sum(t.get_text() == "+" for t in canvas.texts) == residual          # the (+) node
+    widths = {p.get_gid(): p.get_linewidth() for p in canvas.patches if p.get_gid()}
+    assert ("split:shortcut" in widths) == residual                            # the arc
+    if residual:             # arrow widths in proportion to the norms of the split
+        ratio = (widths["split:shortcut"] - 0.5) / (widths["split:branch"] - 0.5)
+        norms = np.linalg.norm(grads["da_l_shortcut"]) / np.linalg.norm(grads["da_l_branch"])
+        assert ratio == pytest.approx(norms, rel=1e-6)
+
+
+def test_plot_block_trace_draws_the_given_input_or_the_recorded_pass(rng):
+    block = rn.DenseResidualBlock(3, rng=0)
+    x = rng.standard_normal((5, 3))
+    viz.plot_block_trace(block, x=x)
+    np.testing.assert_array_equal(block.intermediates()["a_l"], x)
+    out = block(2 * x)
+    block.backward(np.ones_like(out))
+    fig = viz.plot_block_trace(block)                      # a full pass is there: drawn as is
+    np.testing.assert_array_equal(block.intermediates()["a_l"], 2 * x)
+    assert fig.axes[1].get_label() == "a_l"
+    assert viz.plot_block_trace.__module__ == "resnet_np.viz.block_trace"

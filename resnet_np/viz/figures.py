@@ -1,7 +1,6 @@
-"""Figures with matplotlib, imported only when a figure is asked for.
+"""Curves and bar charts: training history, gradient norms, parameter counts, masks.
 
-The rest of the library never imports matplotlib, so `import resnet_np` stays fast
-and works where matplotlib cannot open a window.
+matplotlib is imported inside each function, so importing this module is cheap.
 """
 
 
@@ -24,7 +23,7 @@ def plot_history(history, path=None):
     history : History (or its to_dict()); path : optional file to save (PNG, PDF, ...).
     Returns the matplotlib Figure.
     """
-    from .train import History
+    from ..train import History
     if isinstance(history, dict):
         history = History.from_dict(history)
     plt = _pyplot()
@@ -88,7 +87,7 @@ def plot_gradient_norms(results, path=None, key="da"):
     'log'
     """
     import numpy as np
-    from ._checks import check_choice, message
+    from .._checks import check_choice, message
     check_choice(key, "key", "plot_gradient_norms", ("da", "dW"))
     if not isinstance(results, dict) or not results:
         raise TypeError(message("plot_gradient_norms", "a non-empty dict {label: gradient_norms(...)}",
