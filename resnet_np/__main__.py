@@ -1,9 +1,10 @@
-"""Command line: python -m resnet_np {trace,gradcheck,bench,train} ...
+"""Command line: python -m resnet_np {trace,gradcheck,bench,train,notebooks} ...
 
-    python -m resnet_np trace        step through one residual block
+    python -m resnet_np trace        step through one residual block (--plot FILE draws it)
     python -m resnet_np gradcheck    check every layer and block type
     python -m resnet_np bench        convolution and training throughput
     python -m resnet_np train        train a small ResNet on the built-in data set
+    python -m resnet_np notebooks    notebooks/ from the docs pages (--check, --execute)
 """
 import argparse
 import sys
@@ -215,7 +216,24 @@ def gradcheck(argv):
     return 1 if failed else 0
 
 
-COMMANDS = {"trace": trace, "train": train, "gradcheck": gradcheck}
+def notebooks(argv):
+    """Write one notebook per docs page (tutorials, exercises, questions); check or run them."""
+    from .notebooks import command
+
+    p = argparse.ArgumentParser(prog="python -m resnet_np notebooks",
+                                description="Generate notebooks/ from the docs pages "
+                                            '(needs pip install "resnet_np[notebooks]").')
+    p.add_argument("--out", default="notebooks", help="output folder (default notebooks/)")
+    p.add_argument("--docs", default="docs", help="the docs folder (default docs/)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a notebook in --out differs from its page")
+    p.add_argument("--execute", action="store_true",
+                   help="run every notebook in a fresh kernel (each under 90 s, all under 5 min)")
+    args = p.parse_args(argv)
+    return command(args.out, args.docs, check=args.check, execute=args.execute)
+
+
+COMMANDS = {"trace": trace, "train": train, "gradcheck": gradcheck, "notebooks": notebooks}
 
 
 def _lazy(module, function):
