@@ -103,9 +103,11 @@ def plot_block_trace(block, path=None, x=None):
         seeded upstream gradient. Not given, the last recorded pass is drawn, and a
         block that has not run a backward yet runs one seeded pass first.
 
-    Returns the matplotlib Figure: fig.axes[0] is the diagram's canvas, fig.axes[1:]
-    the nodes (each labelled with its key), and the printed gradient norms are text
-    objects with gid "grad:<key>".
+    Returns
+    -------
+    Figure
+        fig.axes[0] is the diagram's canvas, fig.axes[1:] the nodes (each labelled with
+        its key); the printed gradient norms are text objects with gid "grad:<key>".
 
     Example
     -------
