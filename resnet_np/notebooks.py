@@ -312,6 +312,11 @@ def command(out="notebooks", docs="docs", check=False, execute=False, budget=300
         print(message("notebooks", f"pages in {docs}/{{{','.join(PAGE_FOLDERS)}}}/*.md",
                       "none", "Run from the repository root or pass --docs DIR"))
         return 2
+    try:
+        _nbformat()
+    except ImportError as error:
+        print(error)
+        return 2
     if check:
         stale = stale_notebooks(out, docs)
         for path in stale:

@@ -74,10 +74,12 @@ def test_exercise_name_from_the_comment_line():
     assert notebooks.exercise_name("# Dense\n<!-- exercise dense -->\n") is None
 
 
-def test_missing_nbformat_names_the_extra(monkeypatch):
+def test_missing_nbformat_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nbformat", None)
     with pytest.raises(ImportError, match=r'expected nbformat to be installed.*pip install "resnet_np\[notebooks\]"'):
         notebooks.build_notebook(notebooks.pages()[0])
+    assert main(["notebooks", "--docs", str(notebooks.ROOT / "docs"), "--check"]) == 2
+    assert 'pip install "resnet_np[notebooks]"' in capsys.readouterr().out      # no traceback
 
 
 def test_every_page_has_a_notebook():

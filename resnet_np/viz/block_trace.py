@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 FORWARD, BACKWARD, SUM = "black", "tab:red", "+"
-ROW, NODE_H, ARC = 0.40, 0.22, 0.76          # figure fractions: node row, node height, arc row
+ROW, NODE_H, ARC = 0.40, 0.22, 0.77          # figure fractions: node row, node height, arc row
 BACK_Y = 0.17                                # the backward arrows run along this line
 
 
@@ -63,8 +63,9 @@ def _draw_node(fig, rect, key, value, label):
     ax.hist(np.asarray(value, dtype=np.float64).ravel(), bins=20, color=color)
     ax.set_title(f"{mathtext(label)}  ({key})", fontsize=8)
     st = node_stats(value)
-    ax.set_xlabel(f"mean {st['mean']:.3g}\nstd {st['std']:.3g}\nzeros {st['zeros']:.0%}",
-                  fontsize=7)
+    sep = "  " if key == "shortcut" else "\n"          # the arc's node: one line, above the row
+    ax.set_xlabel(sep.join([f"mean {st['mean']:.3g}", f"std {st['std']:.3g}",
+                            f"zeros {st['zeros']:.0%}"]), fontsize=7)
     ax.set_yticks([])
     ax.tick_params(axis="x", labelsize=6)
     return ax
@@ -131,15 +132,17 @@ def plot_block_trace(block, path=None, x=None):
     for key in values:                                   # the nodes, in forward order
         if key == "shortcut":
             cx = (centre[slots[0]] + centre[SUM]) / 2
-            rect = [cx - half, ARC, 2 * half, 0.14]
+            rect = [cx - half, ARC, 2 * half, 0.12]
         else:
             rect = [centre[key] - half, ROW, 2 * half, NODE_H]
         _draw_node(fig, rect, key, values[key], block.LABELS.get(key, key))
     _draw_forward(canvas, slots, centre, half, "shortcut" in values)
     _draw_backward(canvas, slots, centre, half, grads)
     _draw_split(canvas, slots, centre, half, grads, "shortcut" in values)
-    fig.suptitle(f"{repr(block).splitlines()[0].rstrip('(')}: forward in black, "
-                 "backward in red (norm of the gradient arriving at each node)", fontsize=9)
+    fig.suptitle(repr(block).splitlines()[0].rstrip("("), fontsize=9)
+    canvas.text(0.99, 0.01, "black: forward pass.  red: backward pass, the norm of the gradient "
+                "arriving at each node; at a^[l] the arrow widths are proportional to the "
+                "two parts of the split.", ha="right", va="bottom", fontsize=7, color="dimgrey")
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
@@ -162,8 +165,8 @@ def _draw_forward(ax, slots, centre, half, residual):
         ax.text(centre[SUM], y, "+", ha="center", va="center", fontsize=14, zorder=4)
         sc = (centre[slots[0]] + centre[SUM]) / 2
         top = ROW + NODE_H + 0.07
-        _arrow(ax, (centre[slots[0]], top), (sc - half, ARC + 0.07), FORWARD, rad=-0.3)
-        _arrow(ax, (sc + half, ARC + 0.07), (centre[SUM], y + 0.03), FORWARD, rad=-0.3)
+        _arrow(ax, (centre[slots[0]], top), (sc - half, ARC + 0.06), FORWARD, rad=-0.3)
+        _arrow(ax, (sc + half, ARC + 0.06), (centre[SUM], y + 0.03), FORWARD, rad=-0.3)
 
 
 def _draw_backward(ax, slots, centre, half, grads):
