@@ -6,7 +6,9 @@ for GitHub. So instead of copying files around, this hook hands MkDocs the files
 they are: README.md (the home page), docs/ (pages and figures), notebooks/ (rendered by
 mkdocs-jupyter, without running them), examples/*.py (linked from the pages), and one
 API page per module, generated here (each is a `::: resnet_np.<module>` line that
-mkdocstrings fills from the docstrings).
+mkdocstrings fills from the docstrings). The navigation lists every page of each
+folder, so a page added to docs/tutorials/, docs/questions/ or docs/exercises/ (and
+its notebook) appears without editing mkdocs.yml.
 """
 from pathlib import Path
 
@@ -18,6 +20,22 @@ SOURCES = ["README.md", "docs/**/*.md", "docs/figures/*.png", "notebooks/**/*.ip
            "examples/*.py", "docs_site/mathjax.js"]
 API = ["blocks", "layers", "shortcuts", "models", "losses", "optim", "train", "gradcheck",
        "inspect", "data", "io", "viz", "notebooks"]
+
+
+def _pages(pattern):
+    return [path.relative_to(ROOT).as_posix() for path in sorted(ROOT.glob(pattern))]
+
+
+def on_config(config):
+    config["nav"] = [
+        {"Home": "README.md"}, {"Docs": "docs/index.md"}, {"Notation": "docs/notation.md"},
+        {"Tutorials": _pages("docs/tutorials/*.md")},
+        {"Questions": _pages("docs/questions/*.md")},
+        {"Exercises": _pages("docs/exercises/*.md")},
+        {"Errors": "docs/errors.md"},
+        {"Notebooks": _pages("notebooks/*/*.ipynb")},
+        {"API": [f"api/{module}.md" for module in API]}]
+    return config
 
 
 @event_priority(100)           # before mkdocs-jupyter looks for notebooks among the files
