@@ -227,8 +227,8 @@ def write_notebooks(out=ROOT / "notebooks", docs=ROOT / "docs"):
 def stale_notebooks(out=ROOT / "notebooks", docs=ROOT / "docs"):
     """Notebooks in `out` that differ from what their page generates, missing, or orphaned."""
     expected = {notebook_path(page, out, docs): page for page in pages(docs)}
-    stale = [path for path, page in expected.items()
-             if not path.exists() or path.read_text() != notebook_text(build_notebook(page, out, docs))]
+    stale = [path for path, page in expected.items() if not path.exists()
+             or path.read_text() != notebook_text(build_notebook(page, out, docs))]
     orphans = [path for path in sorted(Path(out).rglob("*.ipynb")) if path not in expected]
     return stale + orphans
 
@@ -247,7 +247,8 @@ def script_notebook(path, argv=None):
     def close():
         text = "\n".join(lines).strip("\n")
         if text:
-            cells.append(v4.new_markdown_cell(text) if kind == "markdown" else v4.new_code_cell(text))
+            new_cell = v4.new_markdown_cell if kind == "markdown" else v4.new_code_cell
+            cells.append(new_cell(text))
 
     for line in Path(path).read_text().splitlines():
         if line.startswith("# %%"):
@@ -257,7 +258,8 @@ def script_notebook(path, argv=None):
             lines.append(re.sub(r"^# ?", "", line) if kind == "markdown" else line)
     close()
     if argv is not None:
-        setup = f"import sys\nsys.argv = {[Path(path).name] + list(argv)!r}\n__file__ = {str(path)!r}"
+        argv = [Path(path).name] + list(argv)
+        setup = f"import sys\nsys.argv = {argv!r}\n__file__ = {str(path)!r}"
         cells.insert(0, v4.new_code_cell(setup))
     for i, cell in enumerate(cells):
         cell.id = f"cell-{i}"

@@ -233,5 +233,6 @@ def test_example_block_runs_a_seeded_pass(kind, shortcut):
 def test_example_block_errors():
     with pytest.raises(ValueError, match="^example_block: expected kind one of 'dense', 'basic'"):
         example_block("wide")
-    with pytest.raises(ValueError, match="expected shortcut one of 'identity', 'projection', 'none', got 'A'"):
+    choices = "expected shortcut one of 'identity', 'projection', 'none', got 'A'"
+    with pytest.raises(ValueError, match=choices):
         example_block("basic", shortcut="A")

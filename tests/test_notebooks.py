@@ -76,7 +76,8 @@ def test_exercise_name_from_the_comment_line():
 
 def test_missing_nbformat_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nbformat", None)
-    with pytest.raises(ImportError, match=r'expected nbformat to be installed.*pip install "resnet_np\[notebooks\]"'):
+    extra = r'expected nbformat to be installed.*pip install "resnet_np\[notebooks\]"'
+    with pytest.raises(ImportError, match=extra):
         notebooks.build_notebook(notebooks.pages()[0])
     assert main(["notebooks", "--docs", str(notebooks.ROOT / "docs"), "--check"]) == 2
     assert 'pip install "resnet_np[notebooks]"' in capsys.readouterr().out      # no traceback
@@ -155,13 +156,16 @@ def test_execute_names_the_notebook_and_the_failing_cell(tmp_path):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     text = PAGE + "\n```python\n>>> undefined_name + 1\n2\n\n```\n"
-    page = _page(tmp_path, text)
     path = tmp_path / "demo.ipynb"
-    path.write_text(notebooks.notebook_text(notebooks.build_notebook(page, tmp_path, tmp_path / "docs")))
-    with pytest.raises(RuntimeError, match=r"(?s)notebook .*demo\.ipynb: .*code cell 6:\nundefined_name \+ 1"):
+
+    def write(page, docs):
+        path.write_text(notebooks.notebook_text(notebooks.build_notebook(page, tmp_path, docs)))
+
+    write(_page(tmp_path, text), tmp_path / "docs")
+    named = r"(?s)notebook .*demo\.ipynb: .*code cell 6:\nundefined_name \+ 1"
+    with pytest.raises(RuntimeError, match=named):
         notebooks.execute_notebook(path, timeout=60)
-    path.write_text(notebooks.notebook_text(notebooks.build_notebook(_page(tmp_path / "ok", PAGE),
-                                                                     tmp_path, tmp_path / "ok" / "docs")))
+    write(_page(tmp_path / "ok", PAGE), tmp_path / "ok" / "docs")
     assert notebooks.execute_notebook(path, timeout=60) < 60        # raises-exception cell allowed
 
 
