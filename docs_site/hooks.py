@@ -8,14 +8,20 @@ mkdocs-jupyter, without running them), examples/*.py (linked from the pages), an
 API page per module, generated here (each is a `::: resnet_np.<module>` line that
 mkdocstrings fills from the docstrings). The navigation lists every page of each
 folder, so a page added to docs/tutorials/, docs/questions/ or docs/exercises/ (and
-its notebook) appears without editing mkdocs.yml.
+its notebook) appears without editing mkdocs.yml. In the notebook pages, which
+mkdocs-jupyter renders as they are, links to the pages' .md files point at their .html.
+After the build, every relative href and src of every HTML page must name a file of
+the site (MkDocs checks the Markdown pages' links; this also covers the notebooks').
 """
+import logging
+import re
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("mkdocs.hooks.site")          # a warning here fails a --strict build
 SOURCES = ["README.md", "docs/**/*.md", "docs/figures/*.png", "notebooks/**/*.ipynb",
            "examples/*.py", "docs_site/mathjax.js"]
 API = ["blocks", "layers", "shortcuts", "models", "losses", "optim", "train", "gradcheck",
@@ -40,7 +46,8 @@ def on_config(config):
 
 @event_priority(100)           # before mkdocs-jupyter looks for notebooks among the files
 def on_files(files, config):
-    site = Files([])
+    docs_dir = str(Path(config["docs_dir"]).resolve())
+    site = Files([f for f in files if not f.src_dir or str(Path(f.src_dir).resolve()) != docs_dir])
     for pattern in SOURCES:
         for path in sorted(ROOT.glob(pattern)):
             site.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config["site_dir"],
@@ -49,3 +56,22 @@ def on_files(files, config):
         site.append(File.generated(config, f"api/{module}.md",
                                    content=f"# resnet_np.{module}\n\n::: resnet_np.{module}\n"))
     return site
+
+
+def on_post_page(output, page, config):
+    """Notebook pages: relative links to docs/*.md (right on GitHub) go to the .html pages."""
+    if not page.file.src_uri.endswith(".ipynb"):
+        return output
+    output = re.sub(r'href="((?:\.\./)+)README\.md', r'href="\1index.html', output)
+    return re.sub(r'href="((?![a-z]+:)[^"]+)\.md(#[^"]*)?"', r'href="\1.html\2"', output)
+
+
+def on_post_build(config):
+    """Warn (so --strict fails) for each relative link or image that names no site file."""
+    site = Path(config["site_dir"])
+    for page in sorted(site.rglob("*.html")):
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text()):
+            if re.match(r"^[a-z]+:", target) or target.startswith("/"):
+                continue                                    # https:, data:, mailto:, absolute
+            if not (page.parent / target).exists():
+                log.warning(f"{page.relative_to(site)} links to {target}, which is not in the site")
