@@ -14,6 +14,7 @@ After the build, every relative href and src of every HTML page must name a file
 the site (MkDocs checks the Markdown pages' links; this also covers the notebooks').
 """
 import logging
+import pkgutil
 import re
 from pathlib import Path
 
@@ -24,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mkdocs.hooks.site")          # a warning here fails a --strict build
 SOURCES = ["README.md", "docs/**/*.md", "docs/figures/*.png", "notebooks/**/*.ipynb",
            "examples/*.py", "docs_site/mathjax.js"]
-API = ["blocks", "layers", "shortcuts", "models", "losses", "optim", "train", "gradcheck",
-       "inspect", "data", "io", "viz", "notebooks"]
+API = sorted(module.name for module in pkgutil.iter_modules([str(ROOT / "resnet_np")])
+             if not module.name.startswith("_"))          # every public module and package
 
 
 def _pages(pattern):
