@@ -65,20 +65,27 @@ def check_array(x, where, ndim, layout, sizes=None, fix=""):
     """Check a floating-point input array of `ndim` dimensions.
 
     `layout` names the dimensions for the message, e.g. "(N, 3)" or "(N, C, H, W)".
-    `sizes` maps axis -> required size. Returns x unchanged.
+    `sizes` maps axis -> required size. `where` is a string, or a function that returns
+    one, called only when there is an error to report (so a layer's repr is not built
+    on every forward pass). Returns x unchanged.
     """
     if not isinstance(x, np.ndarray):
-        raise TypeError(message(where, f"x to be a NumPy array of shape {layout}",
+        raise TypeError(message(_text(where), f"x to be a NumPy array of shape {layout}",
                                 type(x).__name__, "Convert it with np.asarray(x, dtype=np.float32)."))
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(message(where, "a floating-point array", f"dtype {x.dtype}",
+        raise TypeError(message(_text(where), "a floating-point array", f"dtype {x.dtype}",
                                 "Convert it with x.astype(np.float32)."))
     shape_ok = x.ndim == ndim >= 1 and all(x.shape[a] == s for a, s in (sizes or {}).items())
     if not shape_ok:
-        raise ValueError(message(where, f"x of shape {layout}", str(x.shape), fix))
+        raise ValueError(message(_text(where), f"x of shape {layout}", str(x.shape), fix))
     if x.shape[0] == 0:
-        raise ValueError(message(where, "a non-empty batch", f"shape {x.shape}"))
+        raise ValueError(message(_text(where), "a non-empty batch", f"shape {x.shape}"))
     return x
+
+
+def _text(where):
+    """The `where` of a message: a string, or a function that builds it on demand."""
+    return where() if callable(where) else where
 
 
 def check_labels(y, where, n, num_classes):

@@ -209,11 +209,21 @@ class Sequential(Layer):
         return iter(self._children.values())
 
     def forward(self, x):
-        for layer in self._children.values():
-            x = layer.forward(x)
-        return x
+        return forward_through(self._children.values(), x)
 
     def backward(self, dout):
-        for layer in reversed(self._children.values()):
-            dout = layer.backward(dout)
-        return dout
+        return backward_through(self._children.values(), dout)
+
+
+def forward_through(layers, x):
+    """x through each layer in turn: the last layer's output."""
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def backward_through(layers, dout):
+    """dout back through the layers in reverse order: dL/d(input of the first)."""
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+    return dout
