@@ -135,10 +135,8 @@ class BasicBlock(_ConvBlock):
         da_l1 = self.conv2.backward(self.bn2.backward(dz_l2))
         dz_l1 = self.relu1.backward(da_l1)
         da_l_branch = self.conv1.backward(self.bn1.backward(dz_l1))
-        if self.shortcut is None:                  # the plain twin: nothing comes this way
-            da_l_shortcut = np.zeros_like(da_l_branch)
-        else:
-            da_l_shortcut = self.shortcut.backward(dz_l2)
+        da_l_shortcut = (self.shortcut.backward(dz_l2) if self.shortcut is not None
+                         else np.zeros_like(da_l_branch))      # the plain twin: nothing
         da_l = da_l_shortcut + da_l_branch
         self._record_gradients(da_l2=da_l2, dz_l2=dz_l2, da_l1=da_l1, dz_l1=dz_l1,
                                da_l_shortcut=da_l_shortcut, da_l_branch=da_l_branch, da_l=da_l)
@@ -209,8 +207,8 @@ class PreActBlock(BasicBlock):
             da_l_branch = self.bn1.backward(self.relu1.backward(dh_l)) - da_l_shortcut
         else:
             da_l_branch = self.bn1.backward(self.relu1.backward(dh_l))
-            da_l_shortcut = (np.zeros_like(da_l_branch) if self.shortcut is None
-                             else self.shortcut.backward(dz_l2))
+            da_l_shortcut = (self.shortcut.backward(dz_l2) if self.shortcut is not None
+                             else np.zeros_like(da_l_branch))  # the plain twin: nothing
         da_l = da_l_shortcut + da_l_branch
         self._record_gradients(da_l2=da_l2, dz_l2=dz_l2, dh_l1=dh_l1, dz_l1=dz_l1, dh_l=dh_l,
                                da_l_shortcut=da_l_shortcut, da_l_branch=da_l_branch, da_l=da_l)

@@ -120,10 +120,8 @@ class DenseResidualBlock(ResidualBlock):
         da_l1 = self.fc2.backward(dz_l2)
         dz_l1 = self.act1.backward(da_l1)
         da_l_branch = self.fc1.backward(dz_l1)
-        if self.shortcut is None:                  # the plain twin: nothing comes this way
-            da_l_shortcut = np.zeros_like(da_l_branch)
-        else:
-            da_l_shortcut = self.shortcut.backward(dz_l2)
+        da_l_shortcut = (self.shortcut.backward(dz_l2) if self.shortcut is not None
+                         else np.zeros_like(da_l_branch))      # the plain twin: nothing
         da_l = da_l_shortcut + da_l_branch
         self._record_gradients(da_l2=da_l2, dz_l2=dz_l2, da_l1=da_l1, dz_l1=dz_l1,
                                da_l_shortcut=da_l_shortcut, da_l_branch=da_l_branch, da_l=da_l)
