@@ -188,7 +188,10 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     # default_rng(0) would equal the upstream gradient, making dW = x^T x symmetric
     # and a transposed dW invisible.
     upstream = np.random.default_rng([seed, UPSTREAM_STREAM]).standard_normal(np.shape(out))
-    objective = lambda: float(np.sum(run() * upstream))  # noqa: E731
+
+    def objective():                                      # L = sum(f(x) * upstream)
+        return float(np.sum(run() * upstream))
+
 
     objective()                                           # refill the cache at x
     dx = module.backward(upstream if np.ndim(out) else float(upstream))

@@ -231,7 +231,10 @@ def test_matches_pytorch(rng, make, shape, dtype, rtol):
         out_t.backward(torch.from_numpy(dout))
         out = ours(x)
         dx = ours.backward(dout)
-        scale = lambda a: max(1.0, float(np.abs(a).max()))  # noqa: E731
+
+        def scale(a):
+            return max(1.0, float(np.abs(a).max()))
+
         for a, t in [(out, out_t), (dx, xt.grad), (ours.grads["gamma"], theirs.weight.grad),
                      (ours.grads["beta"], theirs.bias.grad)]:
             t = t.detach().numpy()
