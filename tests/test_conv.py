@@ -146,7 +146,7 @@ def test_error_wrong_channel_count(rng):
 
 def test_error_3d_input(rng):
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 3, H, W\), got \(3, 8, 8\)\. "
-                       r"For a single image add the batch axis: x\[None\]"):
+                       r"For a single example add a batch axis with x\[None\]"):
         Conv2d(3, 16, 3)(rng.standard_normal((3, 8, 8)))
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resnet_np import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, MaxPool2d, check_gradients
-from resnet_np.layers.im2col import col2im, im2col
+from resnet_np.layers.columns import col2im, im2col
 
 FAST = settings(max_examples=40, deadline=None)
 SLOW = settings(max_examples=25, deadline=None)       # gradient checks: many forward passes

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from resnet_np import AvgPool2d, GlobalAvgPool2d, MaxPool2d, check_gradients
-from resnet_np.layers import pooling
+from resnet_np._checks import short_pair
 
 
 def naive_pool(x, dout, kernel, stride, padding, mode):
@@ -137,19 +137,17 @@ def test_repr():
     assert repr(GlobalAvgPool2d()) == "GlobalAvgPool2d()"
 
 
-def test_window_offsets_cover_every_window_entry():
-    pool = MaxPool2d(3, stride=2)
-    ks = [k for k, _ in pool._offsets((2, 2))]
-    assert ks == list(range(9))
-    assert pooling._fmt((3, 3)) == "3" and pooling._fmt((3, 2)) == "(3, 2)"
+def test_repr_writes_pairs_back_as_given():
+    assert short_pair((3, 3)) == "3" and short_pair((3, 2)) == "(3, 2)"
+    assert repr(MaxPool2d((3, 2), stride=(2, 2))) == "MaxPool2d(kernel_size=(3, 2), stride=2)"
 
 
 # -- errors ---------------------------------------------------------------------------
 
 def test_error_kernel_larger_than_padded_input():
-    with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=3\)\.forward: expected an "
-                                         r"input of at least 3x3 after padding, got x of shape "
-                                         r"\(1, 1, 2, 5\) with padding \(0, 0\)\. Use a smaller"):
+    with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=3\)\.forward: expected a "
+                                         r"padded input at least as large as the kernel 3x3, got "
+                                         r"2x5 padded to 2x5\. Use a larger input"):
         MaxPool2d(3)(np.zeros((1, 1, 2, 5)))
     AvgPool2d(3, padding=1)(np.zeros((1, 1, 1, 1)))        # 1 + 2 = 3: just fits
 

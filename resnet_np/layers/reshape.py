@@ -76,9 +76,7 @@ class Upsample2d(Layer):
         self.scale_factor = pair(scale_factor, "scale_factor", "Upsample2d")
 
     def forward(self, x):
-        check_array(x, f"{self!r}.forward", 4, "(N, C, H, W)",
-                    fix="For a single image (C, H, W) add a batch axis with x[None]."
-                    if np.ndim(x) == 3 else "")
+        check_array(x, self._where, 4, "(N, C, H, W)")
         N, C, H, W = x.shape
         sH, sW = self.scale_factor
         self.cache = {"x_shape": x.shape}
