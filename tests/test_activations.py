@@ -152,3 +152,14 @@ def test_backward_before_forward(name):
     cls = type(layer).__name__
     with pytest.raises(RuntimeError, match=rf"^{cls}\.backward: expected forward to have run"):
         layer.backward(np.ones(3))
+
+
+@pytest.mark.parametrize("layer", [ReLU(), Identity()], ids=["ReLU", "Identity"])
+def test_function_budget(rng, library_functions, layer):
+    """forward: itself, check_array (no repr built) and Layer.__setattr__ for the cache;
+    backward: itself and Layer._cached."""
+    name = type(layer).__name__
+    x = rng.standard_normal((2, 3))
+    assert library_functions(layer.forward, x) == {f"{name}.forward", "check_array",
+                                                   "Layer.__setattr__"}
+    assert library_functions(layer.backward, x) == {f"{name}.backward", "Layer._cached"}
