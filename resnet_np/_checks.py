@@ -103,21 +103,6 @@ def check_array(x, where, ndim=None, layout=None, sizes=None, fix=""):
     return x
 
 
-def check_kernel_fits(x_shape, kernel_size, padding, where):
-    """Check that a (kH, kW) kernel fits inside the input padded by (pH, pW) on every side.
-
-    x_shape is (N, C, H, W); the window needs H + 2 pH >= kH and W + 2 pW >= kW, else
-    there is no output position at all. Used by Conv2d, the pooling layers and im2col.
-    """
-    (kH, kW), (pH, pW) = kernel_size, padding
-    Hp, Wp = x_shape[2] + 2 * pH, x_shape[3] + 2 * pW
-    if Hp < kH or Wp < kW:
-        raise ValueError(message(
-            where, f"a padded input at least as large as the kernel {kH}x{kW}",
-            f"{x_shape[2]}x{x_shape[3]} padded to {Hp}x{Wp}",
-            "Use a larger input, more padding or a smaller kernel_size."))
-
-
 def check_labels(y, where, n, num_classes):
     """Check integer class labels of shape (n,) with values in [0, num_classes)."""
     y = np.asarray(y)

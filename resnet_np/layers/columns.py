@@ -23,6 +23,11 @@ col2im is the adjoint (transpose) of im2col: every entry of a column is added ba
 to the pixel it came from, so pixels covered by several windows receive the sum.
 That is exactly what backward needs: dx = col2im(W^T @ dout).
 
+This module is the code to read: Conv2d runs exactly these functions under
+resnet_np.reference_kernels(), and the pooling layers take their window slices from
+window_entry. Conv2d's default, faster route computes the same numbers in the private
+module resnet_np.layers._fast_conv; tests assert that the two agree.
+
 Shape
 -----
 x: (N, C, H, W)   cols: (C * kH * kW, N * H_out * W_out)
