@@ -265,7 +265,8 @@ def test_function_budget_under_reference_kernels(rng, library_functions):
 
 def test_error_messages_are_built_only_when_failing(rng, library_functions):
     conv = Conv2d(3, 4, 3, rng=rng)
-    assert "Conv2d.extra_repr" not in library_functions(conv.forward, rng.standard_normal((1, 3, 5, 5)))
+    x = rng.standard_normal((1, 3, 5, 5))
+    assert "Conv2d.extra_repr" not in library_functions(conv.forward, x)
     with pytest.raises(ValueError, match=r"^Conv2d\(3, 4, kernel_size=3\)\.forward: "):
         conv.forward(rng.standard_normal((1, 2, 5, 5)))
 
