@@ -17,7 +17,7 @@ import copy
 
 import numpy as np
 
-from ._checks import message
+from ._checks import check_array, message
 
 TINY = 1e-12
 UPSTREAM_STREAM = 0x6772616463686B   # "gradchk": keeps the upstream gradient's stream apart
@@ -35,10 +35,7 @@ def numerical_gradient(f, x, eps=1e-6):
     >>> np.round(numerical_gradient(lambda: float(np.sum(x ** 2)), x), 6)
     array([2., 4.])
     """
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(message("numerical_gradient", "a floating-point array x", got,
-                                "x is perturbed in place by eps: use x.astype(np.float64)."))
+    check_array(x, "numerical_gradient")                   # x is perturbed in place by eps
     grad = np.zeros_like(x, dtype=np.float64)
     if not x.flags.c_contiguous:
         raise ValueError(message("numerical_gradient", "a C-contiguous array x",

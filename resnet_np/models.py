@@ -277,7 +277,7 @@ class UNetTiny(Layer):
         self.head = Conv2d(c_in, self.num_classes, 1, rng=np.random.default_rng(seeds[-1]))
 
     def _check_input(self, x):
-        where, step = f"{type(self).__name__}({self.extra_repr()}).forward", 2**self.levels
+        where, step = self._where, 2**self.levels
         check_array(x, where, 4, f"(N, {self.in_channels}, H, W)", {1: self.in_channels},
                     "Images are NCHW.")
         if x.shape[2] % step or x.shape[3] % step:

@@ -56,7 +56,7 @@ class ZeroPadShortcut(Layer):
                                      'Use shortcut="B" or "C" (a projection) to reduce channels.'))
 
     def forward(self, x):
-        check_array(x, f"ZeroPadShortcut({self.extra_repr()}).forward", 4,
+        check_array(x, self._where, 4,
                     f"(N, {self.in_channels}, H, W)", {1: self.in_channels})
         s = self.stride
         sub = x[:, :, ::s, ::s]                                   # (N, C_in, H', W')

@@ -50,7 +50,7 @@ class _ConvBlock(ResidualBlock):
         return [getattr(self, f"bn{i}"), relu] if self.variant == "pre" else [relu]
 
     def _check_input(self, a_l):
-        check_array(a_l, lambda: f"{type(self).__name__}({self.extra_repr()}).forward", 4,
+        check_array(a_l, self._where, 4,
                     f"(N, {self.in_channels}, H, W)", {1: self.in_channels},
                     "Images are NCHW: check the previous layer's out_channels.")
 

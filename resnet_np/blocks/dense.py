@@ -134,7 +134,7 @@ class DenseResidualBlock(ResidualBlock):
         return [getattr(self, f"act{i}")]
 
     def _check_input(self, a_l):
-        check_array(a_l, lambda: f"DenseResidualBlock({self.extra_repr()}).forward", 2,
+        check_array(a_l, self._where, 2,
                     f"(N, {self.features})", {1: self.features})
 
     def collapse(self):
