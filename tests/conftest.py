@@ -38,7 +38,7 @@ def _library_functions(fn, *args):
         code = frame.f_code
         if event == "call" and code.co_filename.startswith(root) and \
                 not code.co_name.startswith("<"):
-            seen.add(code.co_qualname)
+            seen.add(getattr(code, "co_qualname", code.co_name))   # co_qualname: 3.11+
 
     previous = sys.getprofile()
     sys.setprofile(hook)

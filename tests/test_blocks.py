@@ -538,3 +538,18 @@ def test_backward_reads_in_reverse_order(block_class, names):
     assert positions == sorted(positions), dict(zip(names, positions))
     assert len(lines) <= 30
     assert "da_l = da_l_shortcut + da_l_branch" in lines
+
+
+@pytest.mark.parametrize("block_class", [BasicBlock, PreActBlock])
+def test_a_block_pass_runs_few_library_functions(block_class, library_functions):
+    """Stepping through one pass under reference_kernels() stays inside a few functions."""
+    from resnet_np import reference_kernels
+    block = block_class(8, 8, shortcut="B", rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(np.float32)
+    with reference_kernels():
+        forward = library_functions(block.forward, x)
+        backward = library_functions(block.backward, np.ones((2, 8, 6, 6), dtype=np.float32))
+    assert len(forward) <= 18, sorted(forward)
+    assert len(backward) <= 18, sorted(backward)
+    assert f"{block_class.__name__}.forward" in forward and "im2col" in forward
+    assert "col2im" in backward
