@@ -132,6 +132,47 @@ class BatchNormDgammaFromX(BatchNorm):
         return dx
 
 
+class BatchNormNoVarianceTerm(BatchNorm):
+    def backward(self, dout):
+        xhat, var = self.cache["xhat"], self.cache["var"]
+        self.grads["beta"] = dout.sum(axis=0)
+        self.grads["gamma"] = (dout * xhat).sum(axis=0)
+        k = self.params["gamma"] / np.sqrt(var + self.eps)
+        return k * (dout - dout.mean(axis=0))               # the variance term is missing
+
+
+class SoftmaxPerExample(Softmax):
+    def forward(self, logits, y):
+        super().forward(logits, y)
+        return -self.cache["log_probs"][np.arange(len(y)), y]   # (N,), not the mean
+
+
+class ConvMeanDb(Conv2d):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["b"] = dout.mean(axis=(0, 2, 3))
+        return dx
+
+
+class ConvSwappedDW(Conv2d):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["W"] = self.grads["W"].transpose(1, 0, 2, 3)   # (C_in, C_out, k, k)
+        return dx
+
+
+class BlockTransposedDW1(Block):
+    def backward(self, da_l2):
+        da_l = super().backward(da_l2)
+        self.grads["W1"] = self.grads["W1"].T              # square: only the values tell
+        return da_l
+
+
+def sgd_forgets_lr(param, grad, velocity, lr, momentum, weight_decay):
+    velocity = momentum * velocity + grad + weight_decay * param
+    return param - velocity, velocity
+
+
 def im2col_ignores_stride(x, kernel_size, stride, padding):
     return rn.im2col(x, kernel_size, 1, padding)
 
@@ -246,6 +287,12 @@ MUTANTS = {
     "softmax without 1/N": ("softmax_cross_entropy", SoftmaxNoOneOverN, "SCALE", "dlogits"),
     "softmax without max shift": ("softmax_cross_entropy", SoftmaxNaive, "UNSTABLE", "out"),
     "batchnorm no mean term": ("batchnorm", BatchNormNoMeanTerm, "MISSING_TERM", "dx"),
+    "batchnorm no variance term": ("batchnorm", BatchNormNoVarianceTerm, "MISSING_TERM", "dx"),
+    "softmax loss per example": ("softmax_cross_entropy", SoftmaxPerExample, "SHAPE", "out"),
+    "conv db averaged": ("conv2d", ConvMeanDb, "SCALE", "grads['b']"),
+    "conv dW C_in, C_out swapped": ("conv2d", ConvSwappedDW, "TRANSPOSED", "grads['W']"),
+    "block dW1 transposed": ("residual_block", BlockTransposedDW1, "TRANSPOSED", "grads['W1']"),
+    "sgd forgets lr": ("sgd_momentum", sgd_forgets_lr, "SCALE", "param step (new param - param)"),
     "batchnorm unbiased var": ("batchnorm", BatchNormUnbiasedVar, "FORWARD_MISMATCH", "out"),
     "batchnorm dgamma": ("batchnorm", BatchNormDgammaFromX, "GRADIENT_MISMATCH",
                          "grads['gamma']"),

@@ -136,7 +136,8 @@ class Conv2dExercise(Exercise):
 
     def factors(self, case):
         H_out, W_out = _out_size(case)
-        return {"N": case["N"], "H_out*W_out": H_out * W_out, "k*k": case["k"] ** 2}
+        return {"N": case["N"], "H_out*W_out": H_out * W_out,
+                "N*H_out*W_out": case["N"] * H_out * W_out, "k*k": case["k"] ** 2}
 
     def _conv(self, case, x, W, b, stride, padding):
         conv = Conv2d(case["C_in"], case["C_out"], case["k"], stride=stride, padding=padding)

@@ -83,9 +83,10 @@ def _index(idx):
 def _transposes(r):
     """(description, axes) for the swaps of two axes a student confuses."""
     if r.ndim == 2:
-        return [("the transpose", (1, 0))]
+        return [("the transpose of the right one", (1, 0))]
     if r.ndim == 4:
-        return [("axes 0 and 1 swapped", (1, 0, 2, 3)), ("kH and kW swapped", (0, 1, 3, 2))]
+        return [("the right one with axes 0 and 1 swapped", (1, 0, 2, 3)),
+                ("the right one with kH and kW swapped", (0, 1, 3, 2))]
     return []
 
 
@@ -93,7 +94,7 @@ def _shape(a, r, tensor):
     for words, axes in _transposes(r):
         if a.shape == r.transpose(axes).shape and a.shape != r.shape:
             values_match = same(a, r.transpose(axes))
-            message = (f"is {words} of the right one: shape {a.shape} instead of {r.shape}."
+            message = (f"is {words}: shape {a.shape} instead of {r.shape}."
                        if values_match else
                        f"has the transposed shape {a.shape}: the right one is {r.shape}.")
             return Finding("TRANSPOSED", tensor, message,
@@ -107,8 +108,8 @@ def _transposed(a, r, tensor):
     for words, axes in _transposes(r):
         t = r.transpose(axes)
         if t.shape == a.shape and not same(t, r) and same(a, t):
-            return Finding("TRANSPOSED", tensor, f"is {words} of the right one (the shape "
-                           "matches only because it is square).", evidence={"shape": a.shape})
+            return Finding("TRANSPOSED", tensor, f"is {words} (the shape matches only "
+                           "because it is square).", evidence={"shape": a.shape})
     return None
 
 
@@ -124,8 +125,9 @@ def name_factor(c, factors):
     """'1/N' for c = 1/N, '-1' for c = -1, ...; None if no name fits."""
     names = {"-1": -1.0, "2": 2.0, "1/2": 0.5}
     for name, value in factors.items():
-        names.update({name: value, f"1/{name}": 1.0 / value, f"-{name}": -value,
-                      f"-1/{name}": -1.0 / value})
+        below = f"({name})" if "*" in name else name
+        names.update({name: value, f"1/{below}": 1.0 / value, f"-{name}": -value,
+                      f"-1/{below}": -1.0 / value})
     for name, value in names.items():
         if abs(c - value) <= 1e-6 * abs(value):
             return name
@@ -156,7 +158,7 @@ def _missing_term(a, r, tensor, terms):
     coef, residual = _fit(a, [terms[n] for n in names])
     if residual > FIT:
         return None
-    fitted = {n: round(float(c), 4) for n, c in zip(names, coef)}
+    fitted = {n: round(float(c), 4) + 0.0 for n, c in zip(names, coef)}   # + 0.0: no -0.0
     missing = [n for n in names if abs(fitted[n]) < 1e-4]
     if missing and all(abs(fitted[n] - 1) < 1e-4 for n in names if n not in missing):
         return Finding("MISSING_TERM", tensor, f"lacks the {' and the '.join(missing)}.",
