@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import resnet_np as rn
@@ -242,3 +243,27 @@ def test_every_code_is_documented():
         page = f.read()
     for code in CODES:
         assert f"## `{code}`" in page, code
+
+
+def test_low_precision_results_are_named_as_such():
+    class HalfPrecisionDense(Dense):
+        def forward(self, x):
+            self.cache = {"x": x}
+            W, b = self.params["W"].astype(np.float16), self.params["b"].astype(np.float16)
+            return x.astype(np.float16) @ W.T + b
+
+    d = check("dense", HalfPrecisionDense)
+    assert d.codes == ["FORWARD_MISMATCH"] and "computed in float16" in str(d)
+
+
+def test_params_are_written_in_place_so_aliases_see_them():
+    class AliasDense(Dense):
+        def __init__(self, in_features, out_features, rng=None):
+            super().__init__(in_features, out_features, rng)
+            self.W, self.b = self.params["W"], self.params["b"]
+
+        def forward(self, x):
+            self.cache = {"x": x}
+            return x @ self.W.T + self.b
+
+    assert check("dense", AliasDense).passed

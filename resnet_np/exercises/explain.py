@@ -73,7 +73,7 @@ def explain(s, r, tensor, kind, known=(), factors=None, terms=None, coverage=Non
         return _shape(a, r, tensor)
     return (_transposed(a, r, tensor) or _scaled(a, r, tensor, factors or {})
             or _missing_term(a, r, tensor, terms) or _overwrite(a, r, tensor, coverage)
-            or _mismatch(a, r, tensor, kind))
+            or _mismatch(a, r, tensor, kind, getattr(s, "dtype", None)))
 
 
 def _index(idx):
@@ -182,11 +182,16 @@ def _overwrite(a, r, tensor, coverage):
     return None
 
 
-def _mismatch(a, r, tensor, kind):
+def _mismatch(a, r, tensor, kind, dtype):
     code = "FORWARD_MISMATCH" if kind == "forward" else "GRADIENT_MISMATCH"
     where = _index(np.unravel_index(np.argmax(np.abs(a - r)), r.shape))
-    return Finding(code, tensor, "is wrong, and none of the known mistakes explains it.",
-                   evidence={"relative error": rel_error(a, r), "largest error at index": where,
-                             "wrong entries": int(np.sum(~np.isclose(a, r, rtol=1e-6,
-                                                                      atol=1e-9))),
-                             "of": int(r.size)})
+    evidence = {"relative error": rel_error(a, r), "largest error at index": where,
+                "wrong entries": int(np.sum(~np.isclose(a, r, rtol=1e-6, atol=1e-9))),
+                "of": int(r.size)}
+    message = "is wrong, and none of the known mistakes explains it."
+    low = dtype is not None and np.issubdtype(dtype, np.floating) and dtype != np.float64
+    if low and rel_error(a, r) < 100 * np.finfo(dtype).eps:
+        message = (f"is close but not equal: it was computed in {dtype}, and the checker "
+                   "compares in float64 to 1e-7.")
+        evidence["dtype"] = str(dtype)
+    return Finding(code, tensor, message, evidence=evidence)

@@ -39,6 +39,16 @@ def _gradients(ex, obj, dx):
             if as_array(v) is not None else v for k, v in named.items()}
 
 
+def _assign(own, key, value):
+    """params[key] = value; in place when it fits, so an alias like self.W stays valid."""
+    current = own.get(key)
+    if isinstance(current, np.ndarray) and current.shape == value.shape and \
+            current.dtype == np.float64 and current.flags.writeable:
+        current[...] = value
+    else:
+        own[key] = value.copy()
+
+
 def _set_params(obj, params, findings, symbol):
     """Overwrite obj.params[key] with the seeded values and grads with zeros."""
     own = getattr(obj, "params", None)
@@ -55,7 +65,7 @@ def _set_params(obj, params, findings, symbol):
                                     f"got {got}.", hint="Keep the parameter names and shapes "
                                     "of the template; the checker assigns params by key.",
                                     evidence={"expected shape": value.shape, "got": got}))
-        own[key] = value.copy()
+        _assign(own, key, value)
     if params:
         if not isinstance(getattr(obj, "grads", None), dict):
             obj.grads = {}
