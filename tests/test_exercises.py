@@ -15,7 +15,7 @@ from resnet_np.exercises import CATALOGUE, CODES, Finding, check, start, templat
 from resnet_np.exercises.reference import ResidualBlock, sgd_step
 from resnet_np.exercises.templates import BEGIN, FOLDER, skeleton
 
-from exercise_mutants import MUTANTS, Dense, solution
+from exercise_mutants import MUTANTS, Dense
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLUTIONS = os.path.join(ROOT, "tests", "exercise_solutions")
@@ -267,3 +267,12 @@ def test_params_are_written_in_place_so_aliases_see_them():
             return x @ self.W.T + self.b
 
     assert check("dense", AliasDense).passed
+
+
+def test_forgotten_return_is_named():
+    class NoReturn(Dense):
+        def forward(self, x):
+            super().forward(x)
+
+    d = check("dense", NoReturn)
+    assert d.codes == ["SHAPE"] and "is None: did you forget to return it?" in str(d)

@@ -21,8 +21,8 @@ import numpy as np
 
 from . import catalogue
 from .diagnosis import Diagnosis, Finding
-from .explain import as_array, explain
-from .passes import layer_case
+from .explain import as_array
+from .passes import explain_tensor, layer_case
 from .student import StudentError, load, run
 
 WEIGHTS = {"layer": {"interface": 0.1, "forward": 0.3, "backward": 0.4, "robustness": 0.2},
@@ -63,14 +63,6 @@ def _copies(inputs):
     return {k: np.array(v, copy=True) for k, v in inputs.items()}
 
 
-def _explain(ex, findings, value, right, tensor, case, clues):
-    clue = clues.get(tensor, {})
-    finding = explain(value, right, tensor, "forward", known=clue.get("known", ()),
-                      factors=ex.factors(case), coverage=clue.get("coverage"))
-    if finding is not None:
-        findings.append(finding)
-
-
 def _function_case(ex, impl, case):
     """interface and forward for a function exercise (im2col, col2im, sgd_step)."""
     result = _Case()
@@ -86,11 +78,10 @@ def _function_case(ex, impl, case):
         return result
     for tensor, r in right.items():
         a = as_array(outputs[tensor])
-        if a is None or a.shape != r.shape:
-            _explain(ex, result.findings["interface"], outputs[tensor], r, tensor, case, clues)
+        stage = "interface" if a is None or a.shape != r.shape else "forward"
+        finding = explain_tensor(ex, outputs[tensor], r, tensor, "forward", case, clues)
+        result.findings[stage] += [finding] if finding else []
     if not result.findings["interface"]:
-        for tensor, r in right.items():
-            _explain(ex, result.findings["forward"], outputs[tensor], r, tensor, case, clues)
         allowed = getattr(ex, "allowed_in_place", ())
         changed = [k for k, v in passed.items()
                    if k not in allowed and not np.array_equal(v, inputs[k])]

@@ -33,7 +33,9 @@ def same(a, b, tol=CLOSE):
 
 
 def as_array(value):
-    """The student's value as a float64 array, or None if it is not numeric."""
+    """The student's value as a float64 array, or None if it is None or not numeric."""
+    if value is None:
+        return None
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -52,6 +54,9 @@ def explain(s, r, tensor, kind, known=(), factors=None, terms=None, coverage=Non
     terms : dict term name -> array, with sum(terms) == r (for MISSING_TERM)
     coverage : array of r's shape, how many windows cover each entry (for OVERWRITE)
     """
+    if s is None:
+        return Finding("SHAPE", tensor, "is None: did you forget to return it?",
+                       evidence={"expected shape": r.shape})
     a = as_array(s)
     if a is None:
         return Finding("SHAPE", tensor, f"is a {type(s).__name__}, not an array of numbers.",

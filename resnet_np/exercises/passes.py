@@ -35,8 +35,14 @@ def _gradients(ex, obj, dx):
     named = {ex.dx_name: dx}
     named.update({f"grads['{k}']": grads.get(k) for k in getattr(obj, "params", {})})
     named.update(ex.extra_gradients(obj))
-    return {k: None if v is None else np.array(v, dtype=np.float64, copy=True)
-            if as_array(v) is not None else v for k, v in named.items()}
+    return {k: _float64_copy(v) for k, v in named.items()}
+
+
+def _float64_copy(value):
+    """A float64 copy of an array-like gradient; None or a non-number as it is."""
+    if value is None or as_array(value) is None:
+        return value
+    return np.array(value, dtype=np.float64, copy=True)
 
 
 def _assign(own, key, value):
@@ -61,9 +67,9 @@ def _set_params(obj, params, findings, symbol):
         if shape != value.shape:
             code = "TRANSPOSED" if value.ndim == 2 and shape == value.T.shape else "SHAPE"
             got = "no such key" if shape is None else f"shape {shape}"
-            findings.append(Finding(code, f"params['{key}']", f"expected shape {value.shape}, "
-                                    f"got {got}.", hint="Keep the parameter names and shapes "
-                                    "of the template; the checker assigns params by key.",
+            message = f"expected shape {value.shape}, got {got}."
+            hint = "Keep the names and shapes of the template: the checker assigns params by key."
+            findings.append(Finding(code, f"params['{key}']", message, hint,
                                     evidence={"expected shape": value.shape, "got": got}))
         _assign(own, key, value)
     if params:
@@ -74,7 +80,10 @@ def _set_params(obj, params, findings, symbol):
 
 
 def _forward(ex, obj, inputs):
-    """Run the student's forward on copies; returns (out, names of inputs it changed)."""
+    """Run the student's forward on copies of the inputs.
+
+    Returns (out, names of the inputs it changed, the copies it was given).
+    """
     passed = _copies(inputs)
     out = run(f"{ex.symbol}.forward", obj.forward, *passed.values())
     return out, _changed(inputs, passed), passed
@@ -99,7 +108,7 @@ def _backward(ex, obj, inputs, passed, dout):
 def _missing(value, right, tensor):
     if value is None:
         return Finding("MISSING_GRADIENT", tensor, "was never set.",
-                       hint="Store it in backward, e.g. self.grads['b'] = dout.sum(axis=0).")
+                       hint=f"Set {tensor} in backward.")
     a = as_array(value)
     if a is not None and a.shape == right.shape and not a.any() and right.any():
         return Finding("MISSING_GRADIENT", tensor, "is still all zeros: backward never set it.",
@@ -108,12 +117,12 @@ def _missing(value, right, tensor):
     return None
 
 
-def _explain(ex, value, right, tensor, kind, case, clues):
+def explain_tensor(ex, value, right, tensor, kind, case, clues):
+    """explain() with the exercise's clues for this tensor and its SCALE factor names."""
     clue = clues.get(tensor, {})
-    finding = explain(value, right, tensor, kind, known=clue.get("known", ()),
-                      factors=ex.factors(case), terms=clue.get("terms"),
-                      coverage=clue.get("coverage"))
-    return finding
+    return explain(value, right, tensor, kind, known=clue.get("known", ()),
+                   factors=ex.factors(case), terms=clue.get("terms"),
+                   coverage=clue.get("coverage"))
 
 
 def _accumulates(first, second, tensors):
@@ -167,7 +176,7 @@ def layer_case(ex, impl, case, result):
 def _forward_checks(ex, out, right_out, changed, case, clues, found):
     a = as_array(out)
     stage = "interface" if a is None or a.shape != right_out.shape else "forward"
-    finding = _explain(ex, out, right_out, "out", "forward", case, clues)
+    finding = explain_tensor(ex, out, right_out, "out", "forward", case, clues)
     if finding is not None:
         found[stage].append(finding)
     if changed:
@@ -179,7 +188,7 @@ def _backward_checks(ex, obj, inputs, dout, grads, right, changed, case, clues, 
     ok = 0
     for tensor, r in right.items():
         finding = _missing(grads[tensor], r, tensor) or \
-            _explain(ex, grads[tensor], r, tensor, "gradient", case, clues)
+            explain_tensor(ex, grads[tensor], r, tensor, "gradient", case, clues)
         ok += finding is None
         found += [finding] if finding is not None else []
     side = [_mutation(changed, f"{ex.symbol}.backward")] if changed else []
