@@ -4,6 +4,7 @@
     python -m resnet_np gradcheck    check every layer and block type
     python -m resnet_np bench        convolution and training throughput
     python -m resnet_np train        train a small ResNet on the built-in data set
+    python -m resnet_np exercise     exercises with a checker that names the bug
 """
 import argparse
 import sys
@@ -162,6 +163,7 @@ def _lazy(module, function):
 
 
 COMMANDS.update(bench=_lazy("bench", "main"))
+COMMANDS.update(exercise=_lazy("exercises.cli", "main"))
 
 
 def main(argv=None):
