@@ -37,15 +37,15 @@ import sys
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # 64-wide matmuls: threads only add overhead
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402 (after OPENBLAS_NUM_THREADS: BLAS reads it when NumPy loads)
 
 try:
     import resnet_np as rn
 except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
-from resnet_np import viz  # noqa: E402
-from resnet_np.inspect import linearity_probe  # noqa: E402
+from resnet_np import viz  # noqa: E402 (after the environment line above)
+from resnet_np.inspect import linearity_probe  # noqa: E402 (likewise)
 
 REQUIRED_KEYS = ["collapse_max_abs_diff", "collapse_by_case", "skip2_collapse_raises",
                  "linearity_r2.1", "linearity_r2.2", "linearity_r2.3",

@@ -37,8 +37,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import resnet_np as rn  # noqa: E402
-from resnet_np import viz  # noqa: E402
+import resnet_np as rn  # noqa: E402 (after sys.path: runs from a source checkout)
+from resnet_np import viz  # noqa: E402 (likewise)
 
 OPTIONS = ("identity", "A", "B", "C")
 TRAINED = ("A", "B", "C")

@@ -5,7 +5,7 @@ from .data import (BUILTIN_CLASSES, augment_cifar, channel_stats, load_builtin, 
                    load_digits, load_mnist, normalize, random_crop, random_flip, sample_grid)
 from .io import load, load_torch_state_dict, save, to_torch_state_dict, torch_names
 from .inspect import gradient_norms, identity_path_report, linearity_probe, step_through
-from .layers import Conv2d, col2im, im2col
+from .layers import Conv2d, col2im, im2col, reference_kernels
 from .layers import BatchNorm1d, BatchNorm2d
 from .layers import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .layers import Concat, Flatten, Upsample2d
@@ -28,7 +28,7 @@ __all__ = [
     "SGD", "MultiStepLR", "CosineLR", "WarmupLR",
     "Trainer", "History", "Callback", "ProgressBar",
     "ZeroPadShortcut", "Projection", "make_shortcut",
-    "Conv2d", "im2col", "col2im",
+    "Conv2d", "im2col", "col2im", "reference_kernels",
     "BatchNorm1d", "BatchNorm2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d",
     "Flatten", "Upsample2d", "Concat",

@@ -1,9 +1,10 @@
-"""Command line: python -m resnet_np {trace,gradcheck,bench,train,notebooks} ...
+"""Command line: python -m resnet_np {trace,gradcheck,bench,train,exercise,notebooks} ...
 
     python -m resnet_np trace        step through one residual block (--plot FILE draws it)
     python -m resnet_np gradcheck    check every layer and block type
     python -m resnet_np bench        convolution and training throughput
     python -m resnet_np train        train a small ResNet on the built-in data set
+    python -m resnet_np exercise     exercises with a checker that names the bug
     python -m resnet_np notebooks    notebooks/ from the docs pages (--check, --execute)
 """
 import argparse
@@ -143,77 +144,15 @@ def train(argv):
     return 0
 
 
-class _ConcatCheck:
-    """Concat takes several inputs: check it as x -> concat(x[:, :1], 2 x[:, 1:])."""
-
-    def __init__(self):
-        from .layers.reshape import Concat
-        self.concat, self.params, self.grads = Concat(), {}, {}
-
-    def forward(self, x):
-        return self.concat.forward(x[:, :1], 2 * x[:, 1:])
-
-    def backward(self, dout):
-        dx_first, dx_rest = self.concat.backward(dout)
-        return np.concatenate([dx_first, 2 * dx_rest], axis=1)
-
-
-def _gradcheck_cases():
-    """(name, module, input shape, target) for every layer, loss and block type."""
-    import resnet_np as rn
-    r = np.random.default_rng(0)
-    labels = r.integers(0, 3, size=4)
-    cases = [("Dense", rn.Dense(5, 3, rng=0), (4, 5), None)]
-    cases += [(a.__name__, a(), (4, 5), None)
-              for a in (rn.ReLU, rn.LeakyReLU, rn.Sigmoid, rn.Tanh, rn.Identity)]
-    cases += [("SoftmaxCrossEntropy", rn.SoftmaxCrossEntropy(), (4, 3), labels),
-              ("MSELoss", rn.MSELoss(), (4, 3), r.standard_normal((4, 3))),
-              ("Conv2d stride 2 pad 1", rn.Conv2d(2, 3, (3, 2), stride=2, padding=1, rng=0),
-               (2, 2, 5, 6), None),
-              ("BatchNorm1d", rn.BatchNorm1d(3), (6, 3), None),
-              ("BatchNorm2d train", rn.BatchNorm2d(2), (3, 2, 3, 3), None),
-              ("BatchNorm2d eval", rn.BatchNorm2d(2).eval(), (3, 2, 3, 3), None),
-              ("MaxPool2d overlapping", rn.MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5), None),
-              ("AvgPool2d", rn.AvgPool2d(2), (2, 2, 4, 4), None),
-              ("GlobalAvgPool2d", rn.GlobalAvgPool2d(), (2, 3, 3, 3), None),
-              ("Flatten", rn.Flatten(), (2, 2, 3, 3), None),
-              ("Upsample2d", rn.Upsample2d(2), (2, 2, 3, 3), None),
-              ("Concat", _ConcatCheck(), (2, 3, 2, 2), None)]
-    cases += [(f"DenseResidualBlock skip={k}", rn.DenseResidualBlock(4, skip=k, rng=0), (5, 4), None)
-              for k in (1, 2, 3)]
-    cases += [(f"BasicBlock shortcut={sc}", rn.BasicBlock(2, 4, stride=2, shortcut=sc, rng=0),
-               (2, 2, 5, 5), None) for sc in ("A", "B", "C", None)]
-    cases += [("PreActBlock", rn.PreActBlock(2, 4, stride=2, rng=0), (2, 2, 5, 5), None),
-              ("Bottleneck post", rn.Bottleneck(2, 2, 4, stride=2, rng=0), (2, 2, 5, 5), None),
-              ("Bottleneck pre", rn.Bottleneck(2, 2, 4, stride=2, variant="pre", rng=0),
-               (2, 2, 5, 5), None),
-              ("resnet_cifar(8, width=2)", rn.resnet_cifar(8, num_classes=3, width=2, rng=0),
-               (2, 3, 8, 8), None),
-              ("unet_tiny(levels=1, width=2)", rn.unet_tiny(1, 2, width=2, levels=1, rng=0),
-               (2, 1, 4, 4), None)]
-    return cases
-
-
 def gradcheck(argv):
     """Check every layer, loss and block type against central differences (float64)."""
-    from .gradcheck import check_gradients
+    from .gradcheck import check_every_layer
 
     p = argparse.ArgumentParser(prog="python -m resnet_np gradcheck",
                                 description="Gradient-check every layer and block type.")
     p.add_argument("--verbose", action="store_true", help="print each full report table")
     args = p.parse_args(argv)
-    rng = np.random.default_rng(1)
-    failed = 0
-    print(f"{'module':<30} {'tensors':>7} {'max rel error':>14}  result")
-    for name, module, shape, target in _gradcheck_cases():
-        report = check_gradients(module, rng.standard_normal(shape), target=target)
-        failed += not report.passed
-        print(f"{name:<30} {len(report.rows):>7} {report.max_error:>14.2e}  "
-              f"{'ok' if report.passed else 'FAILED'}")
-        if args.verbose or not report.passed:
-            print(report, end="\n\n")
-    print("all passed (threshold 1e-7, float64)" if not failed else f"{failed} FAILED")
-    return 1 if failed else 0
+    return 1 if check_every_layer(verbose=args.verbose) else 0
 
 
 def notebooks(argv):
@@ -244,6 +183,7 @@ def _lazy(module, function):
 
 
 COMMANDS.update(bench=_lazy("bench", "main"))
+COMMANDS.update(exercise=_lazy("exercises.cli", "main"))
 
 
 def main(argv=None):

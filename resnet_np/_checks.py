@@ -10,7 +10,13 @@ import numpy as np
 
 
 def message(where, expected, got, fix=""):
-    """Build the library's one error message format."""
+    """Build the library's one error message format.
+
+    `where` may also be a function that returns the text, such as a layer's `_where`:
+    checks pass it uncalled, so a layer's repr is built only when an error is raised,
+    never on the success path of a forward pass.
+    """
+    where = where() if callable(where) else where
     text = f"{where}: expected {expected}, got {got}."
     return f"{text} {fix}" if fix else text
 
@@ -61,20 +67,36 @@ def pair(value, name, where, minimum=1):
     raise TypeError(message(where, f"{name} to be an int or a pair of ints", repr(value)))
 
 
-def check_array(x, where, ndim, layout, sizes=None, fix=""):
-    """Check a floating-point input array of `ndim` dimensions.
+def short_pair(value):
+    """Write a pair back as the constructor took it: (3, 3) -> "3", (3, 2) -> "(3, 2)"."""
+    return str(value[0]) if value[0] == value[1] else str(tuple(value))
 
-    `layout` names the dimensions for the message, e.g. "(N, 3)" or "(N, C, H, W)".
-    `sizes` maps axis -> required size. Returns x unchanged.
+
+def check_array(x, where, ndim=None, layout=None, sizes=None, fix=""):
+    """Check a floating-point NumPy array; with `ndim`, also its shape. Returns x unchanged.
+
+    `where` is the text or a function returning it (see message). With ndim=None any
+    shape is accepted; otherwise x must have `ndim` dimensions, a non-empty batch axis 0
+    and, for each (axis, size) in `sizes`, that size. `layout` names the dimensions for
+    the message, e.g. "(N, 3)" or "(N, C, H, W)". `fix` is the hint for a wrong shape: a
+    text, or a function fix(x) returning one, called only then. An input one axis short
+    gets the single-example hint instead.
     """
     if not isinstance(x, np.ndarray):
-        raise TypeError(message(where, f"x to be a NumPy array of shape {layout}",
-                                type(x).__name__, "Convert it with np.asarray(x, dtype=np.float32)."))
+        shape = f" of shape {layout}" if layout else ""
+        raise TypeError(message(where, f"x to be a NumPy array{shape}", type(x).__name__,
+                                "Convert it with np.asarray(x, dtype=np.float32)."))
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(message(where, "a floating-point array", f"dtype {x.dtype}",
                                 "Convert it with x.astype(np.float32)."))
+    if ndim is None:
+        return x
     shape_ok = x.ndim == ndim >= 1 and all(x.shape[a] == s for a, s in (sizes or {}).items())
     if not shape_ok:
+        if x.ndim == ndim - 1:
+            fix = "For a single example add a batch axis with x[None]."
+        elif callable(fix):
+            fix = fix(x)
         raise ValueError(message(where, f"x of shape {layout}", str(x.shape), fix))
     if x.shape[0] == 0:
         raise ValueError(message(where, "a non-empty batch", f"shape {x.shape}"))

@@ -308,8 +308,8 @@ def _print_targets(rows, result, batch):
 
 
 def _conv_threading():
-    """How resnet_np's convolution uses the cores (see resnet_np.layers.im2col)."""
-    fast = importlib.import_module("resnet_np.layers.im2col")
+    """How resnet_np's convolution uses the cores (see resnet_np.layers._fast_conv)."""
+    fast = importlib.import_module("resnet_np.layers._fast_conv")
     if fast._blas is None or fast._pool_size() == 1:
         return "chunks in sequence, BLAS on its own threads"
     return (f"chunks of ~{fast.CHUNK_BYTES >> 20} MB of columns on {fast._pool_size()} "

@@ -17,7 +17,7 @@ import copy
 
 import numpy as np
 
-from ._checks import message
+from ._checks import check_array, message
 
 TINY = 1e-12
 UPSTREAM_STREAM = 0x6772616463686B   # "gradchk": keeps the upstream gradient's stream apart
@@ -35,10 +35,7 @@ def numerical_gradient(f, x, eps=1e-6):
     >>> np.round(numerical_gradient(lambda: float(np.sum(x ** 2)), x), 6)
     array([2., 4.])
     """
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(message("numerical_gradient", "a floating-point array x", got,
-                                "x is perturbed in place by eps: use x.astype(np.float64)."))
+    check_array(x, "numerical_gradient")                   # x is perturbed in place by eps
     grad = np.zeros_like(x, dtype=np.float64)
     if not x.flags.c_contiguous:
         raise ValueError(message("numerical_gradient", "a C-contiguous array x",
@@ -188,7 +185,10 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     # default_rng(0) would equal the upstream gradient, making dW = x^T x symmetric
     # and a transposed dW invisible.
     upstream = np.random.default_rng([seed, UPSTREAM_STREAM]).standard_normal(np.shape(out))
-    objective = lambda: float(np.sum(run() * upstream))  # noqa: E731
+
+    def objective():                                      # L = sum(f(x) * upstream)
+        return float(np.sum(run() * upstream))
+
 
     objective()                                           # refill the cache at x
     dx = module.backward(upstream if np.ndim(out) else float(upstream))
@@ -207,3 +207,76 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
                      "numeric": float(np.max(np.abs(n), initial=0)),
                      "rel_error": err, "ok": bool(err < threshold)})
     return GradReport(type(module).__name__, rows, threshold)
+
+
+# -- every layer type at once: python -m resnet_np gradcheck -------------------------
+class _ConcatCheck:
+    """Concat takes several inputs: check it as x -> concat(x[:, :1], 2 x[:, 1:])."""
+
+    def __init__(self):
+        from .layers.reshape import Concat
+        self.concat, self.params, self.grads = Concat(), {}, {}
+
+    def forward(self, x):
+        return self.concat.forward(x[:, :1], 2 * x[:, 1:])
+
+    def backward(self, dout):
+        dx_first, dx_rest = self.concat.backward(dout)
+        return np.concatenate([dx_first, 2 * dx_rest], axis=1)
+
+
+def every_layer_cases():
+    """(name, module, input shape, target) for every layer, loss and block type.
+
+    Used by `python -m resnet_np gradcheck`; shapes are small, odd, and have stride 2 and
+    overlapping pooling windows where a layer has them.
+    """
+    import resnet_np as rn
+    r = np.random.default_rng(0)
+    labels = r.integers(0, 3, size=4)
+    cases = [("Dense", rn.Dense(5, 3, rng=0), (4, 5), None)]
+    cases += [(a.__name__, a(), (4, 5), None)
+              for a in (rn.ReLU, rn.LeakyReLU, rn.Sigmoid, rn.Tanh, rn.Identity)]
+    cases += [("SoftmaxCrossEntropy", rn.SoftmaxCrossEntropy(), (4, 3), labels),
+              ("MSELoss", rn.MSELoss(), (4, 3), r.standard_normal((4, 3))),
+              ("Conv2d stride 2 pad 1", rn.Conv2d(2, 3, (3, 2), stride=2, padding=1, rng=0),
+               (2, 2, 5, 6), None),
+              ("BatchNorm1d", rn.BatchNorm1d(3), (6, 3), None),
+              ("BatchNorm2d train", rn.BatchNorm2d(2), (3, 2, 3, 3), None),
+              ("BatchNorm2d eval", rn.BatchNorm2d(2).eval(), (3, 2, 3, 3), None),
+              ("MaxPool2d overlapping", rn.MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5), None),
+              ("AvgPool2d", rn.AvgPool2d(2), (2, 2, 4, 4), None),
+              ("GlobalAvgPool2d", rn.GlobalAvgPool2d(), (2, 3, 3, 3), None),
+              ("Flatten", rn.Flatten(), (2, 2, 3, 3), None),
+              ("Upsample2d", rn.Upsample2d(2), (2, 2, 3, 3), None),
+              ("Concat", _ConcatCheck(), (2, 3, 2, 2), None)]
+    cases += [(f"DenseResidualBlock skip={k}", rn.DenseResidualBlock(4, skip=k, rng=0), (5, 4), None)
+              for k in (1, 2, 3)]
+    cases += [(f"BasicBlock shortcut={sc}", rn.BasicBlock(2, 4, stride=2, shortcut=sc, rng=0),
+               (2, 2, 5, 5), None) for sc in ("A", "B", "C", None)]
+    cases += [("PreActBlock", rn.PreActBlock(2, 4, stride=2, rng=0), (2, 2, 5, 5), None),
+              ("Bottleneck post", rn.Bottleneck(2, 2, 4, stride=2, rng=0), (2, 2, 5, 5), None),
+              ("Bottleneck pre", rn.Bottleneck(2, 2, 4, stride=2, variant="pre", rng=0),
+               (2, 2, 5, 5), None),
+              ("resnet_cifar(8, width=2)", rn.resnet_cifar(8, num_classes=3, width=2, rng=0),
+               (2, 3, 8, 8), None),
+              ("unet_tiny(levels=1, width=2)", rn.unet_tiny(1, 2, width=2, levels=1, rng=0),
+               (2, 1, 4, 4), None)]
+    return cases
+
+
+def check_every_layer(verbose=False):
+    """Print one line per case of every_layer_cases() (and the full table of a failure);
+    return the number of failures."""
+    rng = np.random.default_rng(1)
+    failed = 0
+    print(f"{'module':<30} {'tensors':>7} {'max rel error':>14}  result")
+    for name, module, shape, target in every_layer_cases():
+        report = check_gradients(module, rng.standard_normal(shape), target=target)
+        failed += not report.passed
+        print(f"{name:<30} {len(report.rows):>7} {report.max_error:>14.2e}  "
+              f"{'ok' if report.passed else 'FAILED'}")
+        if verbose or not report.passed:
+            print(report, end="\n\n")
+    print("all passed (threshold 1e-7, float64)" if not failed else f"{failed} FAILED")
+    return failed

@@ -7,7 +7,7 @@ the shortcut is missing. Comparing the two isolates what the shortcut does.
 import numpy as np
 
 from ._checks import as_generator, check_array, check_choice, check_int, message
-from .blocks import BasicBlock, DenseResidualBlock, PreActBlock
+from .blocks import SKIPS, VARIANTS, BasicBlock, DenseResidualBlock, PreActBlock
 from .layers.activations import ReLU, get_activation
 from .layers.base import Layer, Sequential
 from .layers.batchnorm import BatchNorm2d
@@ -15,6 +15,7 @@ from .layers.conv import Conv2d
 from .layers.dense import Dense
 from .layers.pooling import GlobalAvgPool2d, MaxPool2d
 from .layers.reshape import Concat, Upsample2d
+from .shortcuts import RESIDUAL_SHORTCUTS
 
 
 def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation="relu",
@@ -46,7 +47,7 @@ def residual_mlp(in_features, width, num_blocks, num_classes, skip=2, activation
     width = check_int(width, "width", where)
     num_blocks = check_int(num_blocks, "num_blocks", where, minimum=0)
     num_classes = check_int(num_classes, "num_classes", where)
-    check_choice(check_int(skip, "skip", where, minimum=None), "skip", where, (1, 2, 3))
+    check_choice(check_int(skip, "skip", where, minimum=None), "skip", where, SKIPS)
     rng = as_generator(rng)
     shortcut = "identity" if residual else None
     stem = Dense(in_features, width, rng=rng)
@@ -94,8 +95,8 @@ def resnet_cifar(depth=20, num_classes=10, in_channels=3, width=16, variant="pos
         valid = ", ".join(str(6 * n + 2) for n in range(1, 10))
         raise ValueError(message(where, f"depth = 6n + 2 ({valid}, ...)", f"depth={depth}",
                                  "He et al. use 20, 32, 44, 56 and 110."))
-    check_choice(variant, "variant", where, ("post", "pre"))
-    check_choice(shortcut, "shortcut", where, ("identity", "A", "B", "C"))
+    check_choice(variant, "variant", where, VARIANTS)
+    check_choice(shortcut, "shortcut", where, RESIDUAL_SHORTCUTS)
     rng = as_generator(rng)
     n, block_shortcut = (depth - 2) // 6, shortcut if residual else None
     Block = PreActBlock if variant == "pre" else BasicBlock
@@ -276,7 +277,7 @@ class UNetTiny(Layer):
         self.head = Conv2d(c_in, self.num_classes, 1, rng=np.random.default_rng(seeds[-1]))
 
     def _check_input(self, x):
-        where, step = f"{type(self).__name__}({self.extra_repr()}).forward", 2**self.levels
+        where, step = self._where, 2**self.levels
         check_array(x, where, 4, f"(N, {self.in_channels}, H, W)", {1: self.in_channels},
                     "Images are NCHW.")
         if x.shape[2] % step or x.shape[3] % step:

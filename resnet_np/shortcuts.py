@@ -13,13 +13,14 @@ no shortcut at all: the plain twin.
 """
 import numpy as np
 
-from ._checks import check_array, check_int, message
+from ._checks import check_array, check_choice, check_int, message
 from .layers.activations import Identity
 from .layers.base import Layer, Sequential
 from .layers.batchnorm import BatchNorm2d
 from .layers.conv import Conv2d
 
-SHORTCUTS = ("identity", "A", "B", "C", None)
+RESIDUAL_SHORTCUTS = ("identity", "A", "B", "C")
+SHORTCUTS = RESIDUAL_SHORTCUTS + (None,)           # None: no shortcut, the plain twin
 
 
 class ZeroPadShortcut(Layer):
@@ -55,7 +56,7 @@ class ZeroPadShortcut(Layer):
                                      'Use shortcut="B" or "C" (a projection) to reduce channels.'))
 
     def forward(self, x):
-        check_array(x, f"ZeroPadShortcut({self.extra_repr()}).forward", 4,
+        check_array(x, self._where, 4,
                     f"(N, {self.in_channels}, H, W)", {1: self.in_channels})
         s = self.stride
         sub = x[:, :, ::s, ::s]                                   # (N, C_in, H', W')
@@ -91,9 +92,7 @@ class Projection(Sequential):
 
 def make_shortcut(kind, in_channels, out_channels, stride, where, rng=None):
     """The shortcut layer for `kind` in ("identity", "A", "B", "C", None), or None."""
-    if kind not in SHORTCUTS:
-        listed = ", ".join(repr(k) for k in SHORTCUTS)
-        raise ValueError(message(where, f"shortcut one of {listed}", repr(kind)))
+    check_choice(kind, "shortcut", where, SHORTCUTS)
     changes_shape = stride != 1 or in_channels != out_channels
     if kind is None:
         return None

@@ -1,4 +1,5 @@
 """Elementwise activations: reference values, derivatives, gradient checks, stability."""
+import re
 import warnings
 
 import numpy as np
@@ -134,13 +135,14 @@ def test_leaky_relu_bad_slope(slope, error, pattern):
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-@pytest.mark.parametrize("x, got", [(np.array([1, 2]), "dtype int64"), ([1.0, 2.0], "list")],
-                         ids=["int", "list"])
-def test_forward_rejects_non_float_input(name, x, got):
+@pytest.mark.parametrize("x, text", [
+    (np.array([1, 2]), r"expected a floating-point array, got dtype int64\. Convert it with "
+                       r"x\.astype\(np\.float32\)\."),
+    ([1.0, 2.0], r"expected x to be a NumPy array, got list\. Convert it with np\.asarray"),
+], ids=["int", "list"])
+def test_forward_rejects_non_float_input(name, x, text):
     layer = FACTORIES[name]()
-    cls = type(layer).__name__
-    with pytest.raises(TypeError, match=rf"^{cls}\.forward: expected a floating-point NumPy "
-                                        rf"array, got {got}\. Convert it with np\.asarray"):
+    with pytest.raises(TypeError, match=rf"^{re.escape(repr(layer))}\.forward: {text}"):
         layer(x)
 
 
@@ -150,3 +152,14 @@ def test_backward_before_forward(name):
     cls = type(layer).__name__
     with pytest.raises(RuntimeError, match=rf"^{cls}\.backward: expected forward to have run"):
         layer.backward(np.ones(3))
+
+
+@pytest.mark.parametrize("layer", [ReLU(), Identity()], ids=["ReLU", "Identity"])
+def test_function_budget(rng, library_functions, layer):
+    """forward: itself, check_array (no repr built) and Layer.__setattr__ for the cache;
+    backward: itself and Layer._cached."""
+    name = type(layer).__name__
+    x = rng.standard_normal((2, 3))
+    assert library_functions(layer.forward, x) == {f"{name}.forward", "check_array",
+                                                   "Layer.__setattr__"}
+    assert library_functions(layer.backward, x) == {f"{name}.backward", "Layer._cached"}

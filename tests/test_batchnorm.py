@@ -231,7 +231,10 @@ def test_matches_pytorch(rng, make, shape, dtype, rtol):
         out_t.backward(torch.from_numpy(dout))
         out = ours(x)
         dx = ours.backward(dout)
-        scale = lambda a: max(1.0, float(np.abs(a).max()))  # noqa: E731
+
+        def scale(a):
+            return max(1.0, float(np.abs(a).max()))
+
         for a, t in [(out, out_t), (dx, xt.grad), (ours.grads["gamma"], theirs.weight.grad),
                      (ours.grads["beta"], theirs.bias.grad)]:
             t = t.detach().numpy()
@@ -245,3 +248,15 @@ def test_matches_pytorch(rng, make, shape, dtype, rtol):
     np.testing.assert_allclose(ours.buffers["running_var"], theirs.running_var.numpy(), rtol=rtol)
     ours.eval(), theirs.eval()
     compare(rng.normal(1.0, 2.0, shape).astype(dtype), rng.normal(size=shape).astype(dtype))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_function_budget(rng, library_functions, training):
+    """forward: itself, check_array, _rows (and Layer.__setattr__ for the cache);
+    backward: itself, _cached, _rows. The input check builds no repr on success."""
+    bn = BatchNorm2d(8).train(training)
+    x = rng.standard_normal((2, 8, 4, 4))
+    forward = library_functions(bn.forward, x)
+    backward = library_functions(bn.backward, np.ones_like(x))
+    assert forward == {"_BatchNorm.forward", "check_array", "_rows", "Layer.__setattr__"}
+    assert backward == {"_BatchNorm.backward", "Layer._cached", "_rows"}

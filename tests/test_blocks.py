@@ -1,10 +1,13 @@
-"""DenseResidualBlock: every skip x activation x shortcut, intermediates, gradients, collapse."""
+"""Residual blocks: every skip x activation x shortcut, intermediates, gradients, collapse;
+the written-out passes against the loop over k, and how they read."""
 import itertools
 
 import numpy as np
 import pytest
 
-from resnet_np.blocks import BasicBlock, Bottleneck, PreActBlock
+import inspect
+
+from resnet_np.blocks import BasicBlock, Bottleneck, PreActBlock, ResidualBlock
 from resnet_np import DenseResidualBlock, check_gradients
 
 SKIPS = [1, 2, 3]
@@ -188,7 +191,7 @@ def test_collapse_needs_skip_1(skip):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("shortcut", ["identity", "projection"])
 def test_zero_init_makes_the_block_g_of_its_shortcut(skip, activation, shortcut, rng):
-    block = make_block(skip, activation, shortcut, zero_init=True)
+    block = make_block(skip, activation, shortcut, zero_init_residual=True)
     last = getattr(block, f"fc{skip}")
     assert not np.any(last.params["W"]) and not np.any(last.params["b"])
     a_l = rng.standard_normal((4, FEATURES))
@@ -271,7 +274,16 @@ def test_bad_feature_count(features, error, pattern):
 @pytest.mark.parametrize("skip", [True, 2.0])
 def test_non_int_skip_is_a_type_error(skip):
     with pytest.raises(TypeError, match=r"^DenseResidualBlock: expected skip"):
-        DenseResidualBlock(3, skip=skip, rng=0)(np.ones((2, 3)))
+        DenseResidualBlock(3, skip=skip, rng=0)
+
+
+def test_zero_init_is_the_old_name_of_zero_init_residual():
+    with pytest.warns(DeprecationWarning, match=r"renamed zero_init_residual"):
+        old = DenseResidualBlock(3, zero_init=True, rng=0)
+    new = DenseResidualBlock(3, zero_init_residual=True, rng=0)
+    for name, value in new.named_parameters():
+        np.testing.assert_array_equal(dict(old.named_parameters())[name], value)
+    assert not np.any(new.fc2.params["W"])
 
 
 @pytest.mark.parametrize("x, error, pattern", [
@@ -434,3 +446,110 @@ def test_conv_block_errors(rng):
         Bottleneck(4, 2, 4, variant="middle")
     with pytest.raises(RuntimeError, match="forward to have run first"):
         BasicBlock(4, 4).intermediates()
+
+
+# -- the written-out passes: equal to the loop over k, and readable ---------------------------
+
+def run_pass(block, x, dout, forward, backward):
+    """Intermediates, gradients and parameter gradients of one pass, as copies."""
+    out = forward(block, x)
+    dx = backward(block, dout)
+    return (out, dx, block.intermediates(), block.gradients(),
+            {name: g.copy() for name, g in block.named_grads()})
+
+
+def assert_same_pass(block, x, rng):
+    """block's own forward/backward against ResidualBlock's loop: identical numbers."""
+    dout = rng.standard_normal(block(x).shape)
+    own = run_pass(block, x, dout, type(block).forward, type(block).backward)
+    loop = run_pass(block, x, dout, ResidualBlock.forward, ResidualBlock.backward)
+    np.testing.assert_array_equal(own[0], loop[0])
+    np.testing.assert_array_equal(own[1], loop[1])
+    for mine, theirs in zip(own[2:], loop[2:]):
+        assert list(mine) == list(theirs)                      # same keys, same order
+        for key in mine:
+            np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+
+
+@pytest.mark.parametrize("skip, activation, shortcut",
+                         list(itertools.product(SKIPS, ["relu", "tanh"], SHORTCUTS)))
+def test_dense_block_pass_equals_the_loop(skip, activation, shortcut, rng):
+    block = make_block(skip, activation, shortcut)
+    assert_same_pass(block, rng.standard_normal((5, FEATURES)), rng)
+
+
+@pytest.mark.parametrize("kind", ["basic", "basic-pre", "preact", "bottleneck", "bottleneck-pre"])
+@pytest.mark.parametrize("shortcut", ["identity", "A", "B", "C", None])
+@pytest.mark.parametrize("c_out, stride", [(3, 1), (5, 2)])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_conv_block_pass_equals_the_loop(kind, shortcut, c_out, stride, mode, rng):
+    if shortcut == "identity" and (c_out, stride) != (3, 1):
+        pytest.skip("identity needs matching shapes")
+    name, _, variant = kind.partition("-")
+    block = conv_block(name, 3, c_out, stride, shortcut, variant=variant or "post")
+    block.astype(np.float64).train(mode == "train")
+    assert_same_pass(block, rng.standard_normal((2, 3, 6, 5)), rng)
+
+
+def code_lines(function):
+    """The lines of a function's body without its docstring, blank lines or comments."""
+    source = inspect.getsource(function)
+    doc = function.__doc__ or ""
+    body = source.split('"""', 2)[-1] if doc else source.split("\n", 1)[1]
+    return [line.strip() for line in body.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def order_of(names, lines):
+    """For each name, the index of the first line that uses self.<name> (-1 if none).
+
+    Names on one line count as in order: z_l1 = self.bn1(self.conv1(a_l)) applies conv1
+    first."""
+    return [next((i for i, line in enumerate(lines) if f"self.{name}" in line), -1)
+            for name in names]
+
+
+@pytest.mark.parametrize("block_class, names", [
+    (BasicBlock, ["conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "relu2"]),
+    (PreActBlock, ["bn1", "relu1", "conv1", "bn2", "relu2", "conv2", "shortcut"]),
+    (DenseResidualBlock, ["fc1", "act1", "fc2", "shortcut", "act2"]),
+])
+def test_forward_reads_as_the_equations(block_class, names):
+    lines = code_lines(block_class.forward)
+    positions = order_of(names, lines)
+    assert all(p >= 0 for p in positions), dict(zip(names, positions))
+    assert positions == sorted(positions), dict(zip(names, positions))
+    assert len(lines) <= 30
+    text = "\n".join(lines)
+    for quantity in ["z_l1 = self.", "z_l2 = self.", "shortcut = self.shortcut(", "a_l2 ="]:
+        assert quantity in text, quantity
+    assert "self._record(a_l=a_l" in text
+
+
+@pytest.mark.parametrize("block_class, names", [
+    (BasicBlock, ["relu2", "bn2", "conv2", "relu1", "bn1", "conv1", "shortcut"]),
+    (PreActBlock, ["conv2", "relu2", "bn2", "conv1", "shortcut"]),
+    (DenseResidualBlock, ["act2", "fc2", "act1", "fc1", "shortcut"]),
+])
+def test_backward_reads_in_reverse_order(block_class, names):
+    lines = code_lines(block_class.backward)
+    positions = order_of(names, lines)
+    assert all(p >= 0 for p in positions), dict(zip(names, positions))
+    assert positions == sorted(positions), dict(zip(names, positions))
+    assert len(lines) <= 30
+    assert "da_l = da_l_shortcut + da_l_branch" in lines
+
+
+@pytest.mark.parametrize("block_class", [BasicBlock, PreActBlock])
+def test_a_block_pass_runs_few_library_functions(block_class, library_functions):
+    """Stepping through one pass under reference_kernels() stays inside a few functions."""
+    from resnet_np import reference_kernels
+    block = block_class(8, 8, shortcut="B", rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(np.float32)
+    with reference_kernels():
+        forward = library_functions(block.forward, x)
+        backward = library_functions(block.backward, np.ones((2, 8, 6, 6), dtype=np.float32))
+    assert len(forward) <= 18, sorted(forward)
+    assert len(backward) <= 18, sorted(backward)
+    assert f"{block_class.__name__}.forward" in forward and "im2col" in forward
+    assert "col2im" in backward

@@ -1,8 +1,10 @@
-"""Conv2d: against a naive loop, gradient checks, shapes, dtypes, repr and errors."""
+"""Conv2d: against a naive loop, gradient checks, shapes, dtypes, repr and errors; the
+reference branch (reference_kernels()) against the fast path, and its function budget."""
 import numpy as np
 import pytest
 
-from resnet_np import Conv2d, check_gradients
+from resnet_np import Conv2d, check_gradients, reference_kernels, rel_error
+from resnet_np.bench import CONV_SHAPES
 
 
 def naive_conv(x, W, b, stride, padding):
@@ -146,7 +148,7 @@ def test_error_wrong_channel_count(rng):
 
 def test_error_3d_input(rng):
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 3, H, W\), got \(3, 8, 8\)\. "
-                       r"For a single image add the batch axis: x\[None\]"):
+                       r"For a single example add a batch axis with x\[None\]"):
         Conv2d(3, 16, 3)(rng.standard_normal((3, 8, 8)))
 
 
@@ -185,6 +187,88 @@ def test_error_dout_of_the_wrong_shape(rng):
 def test_error_backward_before_forward():
     with pytest.raises(RuntimeError, match=r"Conv2d.backward: expected forward to have run first"):
         Conv2d(1, 1, 1).backward(np.ones((1, 1, 2, 2), dtype=np.float32))
+
+
+# -- the reference branch (the code to read) and the fast path agree ------------------
+def both_paths(conv, x, dout):
+    """(out, dx, dW, db) from the fast path, then from the reference branch."""
+    results = []
+    for reference in (False, True):
+        if reference:
+            with reference_kernels():
+                out = conv.forward(x)
+                dx = conv.backward(dout)
+        else:
+            out, dx = conv.forward(x), conv.backward(dout)
+        results.append((out, dx, conv.grads["W"].copy(), conv.grads.get("b")))
+    return results
+
+
+RESNET20 = [(C_in, C_out, size, stride) for _, C_in, C_out, size, stride in CONV_SHAPES]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("C_in, C_out, size, stride", RESNET20)
+def test_reference_agrees_with_fast_path_on_resnet20_shapes(rng, dtype, tolerance, C_in, C_out,
+                                                            size, stride):
+    conv = Conv2d(C_in, C_out, 3, stride=stride, padding=1, bias=False, rng=rng).astype(dtype)
+    x = rng.standard_normal((2, C_in, size, size)).astype(dtype)
+    dout = rng.standard_normal((2, C_out, size // stride, size // stride)).astype(dtype)
+    fast, reference = both_paths(conv, x, dout)
+    for name, a, b in zip(("out", "dx", "dW"), fast, reference):
+        assert a.dtype == b.dtype == dtype, name
+        assert rel_error(a, b) <= tolerance, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reference_agrees_with_fast_path_on_odd_geometries(rng, case):
+    conv, x = make(case, rng)
+    conv.astype(np.float64)
+    dout = rng.standard_normal(conv(x).shape)
+    fast, reference = both_paths(conv, x, dout)
+    for a, b in zip(fast, reference):
+        if a is not None:
+            assert rel_error(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_under_reference_kernels(rng, case):
+    conv, x = make(case, rng)
+    with reference_kernels():
+        check_gradients(conv, x).assert_ok()
+
+
+def test_reference_branch_runs_im2col_and_backward_follows_forward(rng, library_functions):
+    conv = Conv2d(2, 3, 3, padding=1, rng=rng)
+    x = rng.standard_normal((2, 2, 5, 5))
+    with reference_kernels():
+        assert "im2col" in library_functions(conv.forward, x)
+    assert conv.cache["cols"].shape == (2 * 9, 2 * 25)            # kept for backward
+    assert "col2im" in library_functions(conv.backward, np.ones((2, 3, 5, 5)))
+    assert "im2col" not in library_functions(conv.forward, x)       # fast path again
+    assert conv.cache["cols"] is None
+    assert "col2im" not in library_functions(conv.backward, np.ones((2, 3, 5, 5)))
+
+
+def test_function_budget_under_reference_kernels(rng, library_functions):
+    """A learner stepping into Conv2d under reference_kernels() meets few functions:
+    forward, its input check, im2col with its argument handling, and Layer.__setattr__."""
+    conv = Conv2d(8, 8, 3, padding=1, bias=False, rng=rng)
+    x = rng.standard_normal((2, 8, 8, 8))
+    with reference_kernels():
+        forward = library_functions(conv.forward, x)
+        backward = library_functions(conv.backward, np.ones((2, 8, 8, 8)))
+    assert len(forward) <= 8, sorted(forward)
+    assert len(backward) <= 7, sorted(backward)
+    assert "Layer.__repr__" not in forward and "Conv2d.extra_repr" not in forward
+
+
+def test_error_messages_are_built_only_when_failing(rng, library_functions):
+    conv = Conv2d(3, 4, 3, rng=rng)
+    x = rng.standard_normal((1, 3, 5, 5))
+    assert "Conv2d.extra_repr" not in library_functions(conv.forward, x)
+    with pytest.raises(ValueError, match=r"^Conv2d\(3, 4, kernel_size=3\)\.forward: "):
+        conv.forward(rng.standard_normal((1, 2, 5, 5)))
 
 
 @pytest.mark.torch

@@ -1,18 +1,22 @@
 """Fuzzing: Conv2d, pools, im2col/col2im and BatchNorm over random shapes, against
-naive loop references written here and against the gradient check.
+naive loop references written here and against the gradient check. Conv2d and the pools
+run on both paths (the fast one and reference_kernels()), and the two must agree.
 
 Hypothesis draws the sizes, strides, paddings and kernels (only valid combinations:
 kernel <= padded input) and a seed; the arrays come from np.random.default_rng(seed),
 so every failing example is reproducible and shrinks to a small one. Example counts
 are bounded so the whole file runs in a few seconds.
 """
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resnet_np import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, MaxPool2d, check_gradients
-from resnet_np.layers.im2col import col2im, im2col
+from resnet_np import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, MaxPool2d, check_gradients,
+                       reference_kernels, rel_error)
+from resnet_np.layers.columns import col2im, im2col
 
 FAST = settings(max_examples=40, deadline=None)
 SLOW = settings(max_examples=25, deadline=None)       # gradient checks: many forward passes
@@ -47,6 +51,11 @@ def windows(xp, kernel, stride, out_hw):
                          slice(w * sW, w * sW + kW))
 
 
+def kernels(reference):
+    """reference_kernels() or nothing: hypothesis draws which path a test runs on."""
+    return reference_kernels() if reference else nullcontext()
+
+
 def pad(x, padding, value=0.0):
     pH, pW = padding
     return np.pad(x, ((0, 0), (0, 0), (pH, pH), (pW, pW)), constant_values=value)
@@ -79,8 +88,8 @@ def naive_conv_backward(x, W, dout, stride, padding):
 
 @FAST
 @given(geometry(), st.integers(1, 4), st.integers(1, 3), st.integers(1, 4), st.booleans(),
-       st.sampled_from([np.float32, np.float64]), seeds)
-def test_conv2d_matches_naive_loops(geom, N, C_in, C_out, bias, dtype, seed):
+       st.sampled_from([np.float32, np.float64]), seeds, st.booleans())
+def test_conv2d_matches_naive_loops(geom, N, C_in, C_out, bias, dtype, seed, reference):
     kernel, stride, padding, (H, W) = geom
     r = np.random.default_rng(seed)
     conv = Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=bias, rng=seed)
@@ -88,7 +97,8 @@ def test_conv2d_matches_naive_loops(geom, N, C_in, C_out, bias, dtype, seed):
         conv.params["b"][...] = r.standard_normal(C_out)
     conv.astype(dtype)
     x = r.standard_normal((N, C_in, H, W)).astype(dtype)
-    out = conv.forward(x)
+    with kernels(reference):
+        out = conv.forward(x)
     Wt = conv.params["W"].astype(np.float64)
     expected = naive_conv(x.astype(np.float64), Wt, conv.params.get("b"), stride, padding)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
@@ -96,7 +106,8 @@ def test_conv2d_matches_naive_loops(geom, N, C_in, C_out, bias, dtype, seed):
     np.testing.assert_allclose(out, expected, **tol)
 
     dout = r.standard_normal(out.shape).astype(dtype)
-    dx = conv.backward(dout)
+    with kernels(reference):
+        dx = conv.backward(dout)
     dx_ref, dW_ref = naive_conv_backward(x.astype(np.float64), Wt, dout.astype(np.float64),
                                          stride, padding)
     np.testing.assert_allclose(dx, dx_ref, **tol)
@@ -105,14 +116,36 @@ def test_conv2d_matches_naive_loops(geom, N, C_in, C_out, bias, dtype, seed):
         np.testing.assert_allclose(conv.grads["b"], dout.astype(np.float64).sum(axis=(0, 2, 3)), **tol)
 
 
+@FAST
+@given(geometry(), st.integers(1, 4), st.integers(1, 3), st.integers(1, 4),
+       st.sampled_from([(np.float64, 1e-12), (np.float32, 1e-5)]), seeds)
+def test_conv2d_reference_agrees_with_fast_path(geom, N, C_in, C_out, precision, seed):
+    kernel, stride, padding, (H, W) = geom
+    dtype, tolerance = precision
+    r = np.random.default_rng(seed)
+    conv = Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, rng=seed).astype(dtype)
+    conv.params["b"][...] = r.standard_normal(C_out)
+    x = r.standard_normal((N, C_in, H, W)).astype(dtype)
+    results = []
+    for reference in (False, True):
+        with kernels(reference):
+            out = conv.forward(x)
+            dx = conv.backward(np.cos(np.arange(out.size)).reshape(out.shape).astype(dtype))
+        results.append((out, dx, conv.grads["W"].copy(), conv.grads["b"].copy()))
+    for fast, ref in zip(*results):
+        assert fast.dtype == ref.dtype == dtype
+        assert rel_error(fast, ref) <= tolerance
+
+
 @SLOW
 @given(geometry(max_kernel=3, max_stride=2, max_padding=1, max_size=5), st.integers(1, 2),
-       st.integers(1, 2), st.integers(1, 2), st.booleans(), seeds)
-def test_conv2d_gradient_check(geom, N, C_in, C_out, bias, seed):
+       st.integers(1, 2), st.integers(1, 2), st.booleans(), seeds, st.booleans())
+def test_conv2d_gradient_check(geom, N, C_in, C_out, bias, seed, reference):
     kernel, stride, padding, (H, W) = geom
     conv = Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=bias, rng=seed)
     x = np.random.default_rng(seed).standard_normal((N, C_in, H, W))
-    report = check_gradients(conv, x, seed=seed % 1000)
+    with kernels(reference):
+        report = check_gradients(conv, x, seed=seed % 1000)
     assert [row["name"] for row in report.rows] == ["dx", "W"] + (["b"] if bias else [])
     report.assert_ok()
 
@@ -150,20 +183,40 @@ def naive_pool_backward(x, kind, kernel, stride, padding, dout):
 
 @FAST
 @given(st.sampled_from(["max", "avg"]), geometry(pool=True), st.booleans(),
-       st.integers(1, 3), st.integers(1, 3), seeds)
-def test_pools_match_naive_loops(kind, geom, default_stride, N, C, seed):
+       st.integers(1, 3), st.integers(1, 3), seeds, st.booleans())
+def test_pools_match_naive_loops(kind, geom, default_stride, N, C, seed, reference):
     kernel, stride, padding, (H, W) = geom
     stride = kernel if default_stride else stride
     Pool = MaxPool2d if kind == "max" else AvgPool2d
     pool = Pool(kernel, stride=None if default_stride else stride, padding=padding)
     r = np.random.default_rng(seed)
     x = r.standard_normal((N, C, H, W))                    # continuous: no ties
-    out = pool.forward(x)
+    with kernels(reference):
+        out = pool.forward(x)
     np.testing.assert_allclose(out, naive_pool(x, kind, kernel, stride, padding), rtol=1e-12, atol=1e-12)
     dout = r.standard_normal(out.shape)
-    np.testing.assert_allclose(pool.backward(dout),
-                               naive_pool_backward(x, kind, kernel, stride, padding, dout),
+    with kernels(reference):
+        dx = pool.backward(dout)
+    np.testing.assert_allclose(dx, naive_pool_backward(x, kind, kernel, stride, padding, dout),
                                rtol=1e-12, atol=1e-12)
+
+
+@FAST
+@given(geometry(pool=True), st.integers(1, 3), st.integers(1, 3), seeds,
+       st.sampled_from([np.float32, np.float64]))
+def test_max_pool_reference_agrees_with_fast_path_on_ties(geom, N, C, seed, dtype):
+    kernel, stride, padding, (H, W) = geom
+    pool = MaxPool2d(kernel, stride=stride, padding=padding)
+    x = np.random.default_rng(seed).integers(-1, 2, size=(N, C, H, W)).astype(dtype)  # ties
+    results = []
+    for reference in (False, True):
+        with kernels(reference):
+            out = pool.forward(x)
+            dx = pool.backward(np.arange(out.size, dtype=dtype).reshape(out.shape))
+        results.append((out, dx))
+    for fast, ref in zip(*results):
+        np.testing.assert_array_equal(fast, ref)
+        assert fast.dtype == ref.dtype == dtype
 
 
 # -- im2col / col2im ----------------------------------------------------------------------

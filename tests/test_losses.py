@@ -99,7 +99,8 @@ def test_cross_entropy_bad_labels(y, error, pattern):
 
 @pytest.mark.parametrize("logits, error, pattern", [
     (np.zeros(3), ValueError,
-     r"^SoftmaxCrossEntropy\.forward: expected x of shape \(N, C\) logits, got \(3,\)\.$"),
+     r"^SoftmaxCrossEntropy\.forward: expected x of shape \(N, C\) logits, got \(3,\)\. "
+     r"For a single example add a batch axis with x\[None\]\.$"),
     (np.zeros((2, 3), dtype=np.int64), TypeError,
      r"^SoftmaxCrossEntropy\.forward: expected a floating-point array, got dtype int64\."),
     ([[0.0, 1.0]], TypeError, r"^SoftmaxCrossEntropy\.forward: expected x to be a NumPy array"),

@@ -83,10 +83,10 @@ def test_train_needs_data_dir_for_file_data_sets(capsys):
 
 def test_gradcheck_command_covers_every_layer_type():
     import resnet_np
-    import resnet_np.__main__ as cli
+    from resnet_np.gradcheck import every_layer_cases
     from resnet_np.layers.base import Layer
-    covered = {type(module) for _, module, _, _ in cli._gradcheck_cases()}
-    covered |= {type(m.concat) for _, m, _, _ in cli._gradcheck_cases() if hasattr(m, "concat")}
+    covered = {type(module) for _, module, _, _ in every_layer_cases()}
+    covered |= {type(m.concat) for _, m, _, _ in every_layer_cases() if hasattr(m, "concat")}
     exported = {obj for obj in vars(resnet_np).values()
                 if isinstance(obj, type) and issubclass(obj, Layer)
                 and obj not in (Layer, resnet_np.Sequential, resnet_np.ResidualBlock)}
@@ -96,19 +96,19 @@ def test_gradcheck_command_covers_every_layer_type():
 
 
 def test_gradcheck_command_reports_and_fails_on_a_wrong_backward(monkeypatch, capsys):
-    import resnet_np.__main__ as cli
-    from resnet_np import Dense
+    from resnet_np import Dense, gradcheck
+    from resnet_np.gradcheck import every_layer_cases
 
     class WrongDense(Dense):
         def backward(self, dout):
             return 2 * super().backward(dout)
 
-    cases = cli._gradcheck_cases()[:2] + [("WrongDense", WrongDense(3, 2, rng=0), (4, 3), None)]
-    monkeypatch.setattr(cli, "_gradcheck_cases", lambda: cases)
+    cases = every_layer_cases()[:2] + [("WrongDense", WrongDense(3, 2, rng=0), (4, 3), None)]
+    monkeypatch.setattr(gradcheck, "every_layer_cases", lambda: cases)
     assert main(["gradcheck"]) == 1
     out = capsys.readouterr().out
     assert "Dense " in out and "WrongDense" in out and "1 FAILED" in out
-    monkeypatch.setattr(cli, "_gradcheck_cases", lambda: cases[:2])
+    monkeypatch.setattr(gradcheck, "every_layer_cases", lambda: cases[:2])
     assert main(["gradcheck"]) == 0
     assert "all passed" in capsys.readouterr().out
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from resnet_np import (SGD, Dense, DenseResidualBlock, Identity, SoftmaxCrossEntropy, Tanh,
-                       check_gradients, residual_mlp)
+                       check_gradients, numerical_gradient, rel_error, residual_mlp)
+from resnet_np.models import UNetTiny, resnet18, resnet34, resnet_cifar, unet_tiny
 
 
 def expected_names(num_blocks, skip):
@@ -110,7 +111,6 @@ def test_forward_with_the_wrong_feature_count():
 
 # -- resnet_cifar ----------------------------------------------------------------------
 
-from resnet_np.models import resnet_cifar  # noqa: E402
 
 
 def test_resnet20_option_a_has_the_papers_parameter_count():
@@ -170,8 +170,6 @@ def test_resnet_cifar_errors(kwargs, error, pattern):
 
 
 # -- unet_tiny -----------------------------------------------------------------------------
-from resnet_np import numerical_gradient, rel_error  # noqa: E402
-from resnet_np.models import UNetTiny, unet_tiny  # noqa: E402
 
 
 def test_unet_tiny_layout_and_shapes(rng):
@@ -264,7 +262,6 @@ def test_unet_tiny_errors():
 
 
 # -- resnet18 / resnet34 (torchvision's layout) ------------------------------------------
-from resnet_np.models import resnet18, resnet34  # noqa: E402
 
 
 @pytest.mark.parametrize("build, params, blocks", [(resnet18, 11689512, [2, 2, 2, 2]),

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from resnet_np import SGD, Dense, Sequential
+from resnet_np.optim import CosineLR, MultiStepLR, WarmupLR
 
 
 def scalar_model(p0=1.0):
@@ -189,7 +190,6 @@ def test_matches_torch_sgd_over_20_steps(momentum, weight_decay, nesterov):
 
 
 # -- learning-rate schedules --------------------------------------------------------------
-from resnet_np.optim import CosineLR, MultiStepLR, WarmupLR  # noqa: E402
 
 
 def test_multistep_follows_the_formula():

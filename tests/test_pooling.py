@@ -1,8 +1,12 @@
+"""Pooling: against naive loops (fast and reference kernels), gradient checks, ties,
+padding, shapes, repr and errors; MaxPool2d's reference against its fast path."""
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 
-from resnet_np import AvgPool2d, GlobalAvgPool2d, MaxPool2d, check_gradients
-from resnet_np.layers import pooling
+from resnet_np import AvgPool2d, GlobalAvgPool2d, MaxPool2d, check_gradients, reference_kernels
+from resnet_np._checks import short_pair
 
 
 def naive_pool(x, dout, kernel, stride, padding, mode):
@@ -51,14 +55,21 @@ CONFIGS = [  # kernel, stride, padding, input shape
 ]
 
 
+def kernels(reference):
+    """reference_kernels() or nothing: run a test on both paths."""
+    return reference_kernels() if reference else nullcontext()
+
+
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
 @pytest.mark.parametrize("kernel, stride, padding, shape", CONFIGS)
 @pytest.mark.parametrize("layer, mode", [(MaxPool2d, "max"), (AvgPool2d, "avg")])
-def test_matches_naive_loop(rng, layer, mode, kernel, stride, padding, shape):
+def test_matches_naive_loop(rng, layer, mode, kernel, stride, padding, shape, reference):
     pool = layer(kernel, stride, padding)
     x = distinct(rng, shape)
-    out = pool(x)
-    dout = rng.normal(size=out.shape)
-    dx = pool.backward(dout)
+    with kernels(reference):
+        out = pool(x)
+        dout = rng.normal(size=out.shape)
+        dx = pool.backward(dout)
     expected_out, expected_dx = naive_pool(x, dout, pool.kernel_size, pool.stride,
                                            pool.padding, mode)
     np.testing.assert_allclose(out, expected_out, rtol=1e-12, atol=1e-12)
@@ -66,10 +77,46 @@ def test_matches_naive_loop(rng, layer, mode, kernel, stride, padding, shape):
     assert dx.shape == x.shape and dx.flags.c_contiguous
 
 
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
 @pytest.mark.parametrize("kernel, stride, padding, shape", CONFIGS)
 @pytest.mark.parametrize("layer", [MaxPool2d, AvgPool2d])
-def test_gradients(rng, layer, kernel, stride, padding, shape):
-    check_gradients(layer(kernel, stride, padding), distinct(rng, shape)).assert_ok()
+def test_gradients(rng, layer, kernel, stride, padding, shape, reference):
+    with kernels(reference):
+        check_gradients(layer(kernel, stride, padding), distinct(rng, shape)).assert_ok()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel, stride, padding, shape", CONFIGS)
+def test_max_pool_reference_agrees_with_fast_path_even_on_ties(rng, dtype, kernel, stride,
+                                                                padding, shape):
+    """Small integers: many ties, which both paths give to the first maximum (row-major)."""
+    pool = MaxPool2d(kernel, stride, padding)
+    x = rng.integers(-2, 3, size=shape).astype(dtype)
+    results = []
+    for reference in (False, True):
+        with kernels(reference):
+            out = pool(x)
+            argmax = pool.cache["argmax"]
+            dx = pool.backward(np.arange(out.size, dtype=dtype).reshape(out.shape))
+        results.append((out, argmax, dx))
+    (out, argmax, dx), (ref_out, ref_argmax, ref_dx) = results
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    np.testing.assert_array_equal(dx, ref_dx)
+    assert out.dtype == ref_out.dtype == dx.dtype == ref_dx.dtype == dtype
+
+
+def test_function_budget_under_reference_kernels(rng, library_functions):
+    """MaxPool2d's reference is im2col/col2im plus the layer's padding helpers."""
+    x = rng.standard_normal((2, 3, 8, 8))
+    with reference_kernels():
+        for pool, (forward_budget, backward_budget) in ((MaxPool2d(3, 2, 1), (9, 8)),
+                                                        (AvgPool2d(2), (6, 4))):
+            forward = library_functions(pool.forward, x)
+            backward = library_functions(pool.backward, np.ones_like(pool(x)))
+            assert len(forward) <= forward_budget, sorted(forward)
+            assert len(backward) <= backward_budget, sorted(backward)
+            assert not any("repr" in name for name in forward)
 
 
 def test_global_avg_pool_gradients_and_values(rng):
@@ -90,15 +137,17 @@ def test_max_pool_hand_computed_overlap():
     np.testing.assert_array_equal(pool.cache["argmax"], [[[[3, 2], [1, 0]]]])
 
 
-def test_max_pool_ties_first_in_row_major_order_wins():
-    pool = MaxPool2d(2, stride=1)
-    pool(np.ones((1, 1, 3, 3)))
-    dx = pool.backward(np.array([[[[1.0, 10.0], [100.0, 1000.0]]]]))
-    # every window's top-left entry wins, and windows never share their top-left pixel
-    np.testing.assert_array_equal(dx, [[[[1.0, 10.0, 0], [100.0, 1000.0, 0], [0, 0, 0]]]])
-    pool = MaxPool2d(2)
-    pool(np.array([[[[0.0, 5.0], [5.0, 5.0]]]]))
-    np.testing.assert_array_equal(pool.backward(np.ones((1, 1, 1, 1))), [[[[0, 1.0], [0, 0]]]])
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
+def test_max_pool_ties_first_in_row_major_order_wins(reference):
+    with kernels(reference):
+        pool = MaxPool2d(2, stride=1)
+        pool(np.ones((1, 1, 3, 3)))
+        dx = pool.backward(np.array([[[[1.0, 10.0], [100.0, 1000.0]]]]))
+        # every window's top-left entry wins, and windows never share their top-left pixel
+        np.testing.assert_array_equal(dx, [[[[1.0, 10.0, 0], [100.0, 1000.0, 0], [0, 0, 0]]]])
+        pool = MaxPool2d(2)
+        pool(np.array([[[[0.0, 5.0], [5.0, 5.0]]]]))
+        np.testing.assert_array_equal(pool.backward(np.ones((1, 1, 1, 1))), [[[[0, 1.0], [0, 0]]]])
 
 
 def test_max_pool_padding_never_wins():
@@ -137,19 +186,17 @@ def test_repr():
     assert repr(GlobalAvgPool2d()) == "GlobalAvgPool2d()"
 
 
-def test_window_offsets_cover_every_window_entry():
-    pool = MaxPool2d(3, stride=2)
-    ks = [k for k, _ in pool._offsets((2, 2))]
-    assert ks == list(range(9))
-    assert pooling._fmt((3, 3)) == "3" and pooling._fmt((3, 2)) == "(3, 2)"
+def test_repr_writes_pairs_back_as_given():
+    assert short_pair((3, 3)) == "3" and short_pair((3, 2)) == "(3, 2)"
+    assert repr(MaxPool2d((3, 2), stride=(2, 2))) == "MaxPool2d(kernel_size=(3, 2), stride=2)"
 
 
 # -- errors ---------------------------------------------------------------------------
 
 def test_error_kernel_larger_than_padded_input():
-    with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=3\)\.forward: expected an "
-                                         r"input of at least 3x3 after padding, got x of shape "
-                                         r"\(1, 1, 2, 5\) with padding \(0, 0\)\. Use a smaller"):
+    with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=3\)\.forward: expected a "
+                                         r"padded input at least as large as the kernel 3x3, got "
+                                         r"2x5 padded to 2x5\. Use a larger input"):
         MaxPool2d(3)(np.zeros((1, 1, 2, 5)))
     AvgPool2d(3, padding=1)(np.zeros((1, 1, 1, 1)))        # 1 + 2 = 3: just fits
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from resnet_np import Flatten, Upsample2d, check_gradients
+from resnet_np import Concat, Flatten, Layer, Upsample2d, check_gradients
 
 
 def naive_upsample(x, sH, sW):
@@ -92,7 +92,6 @@ def test_upsample_matches_pytorch(rng):
 
 
 # -- Concat ----------------------------------------------------------------------------
-from resnet_np import Concat, Layer  # noqa: E402
 
 
 class SplitTransformConcat(Layer):

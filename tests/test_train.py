@@ -80,7 +80,10 @@ def test_progress_bar_writes_in_place_and_summarises(rng):
 
 def test_resume_is_bit_exact_in_float64(rng, tmp_path):
     X, y = tiny_problem(rng)
-    augment = lambda xb, r: xb + 0.01 * r.standard_normal(xb.shape)  # noqa: E731 uses the rng
+
+    def augment(xb, r):                                            # uses the trainer's rng
+        return xb + 0.01 * r.standard_normal(xb.shape)
+
     full = make_trainer(dtype=np.float64)
     full.fit(X.astype(np.float64), y, epochs=4, batch_size=16, augment=augment, verbose=0)
 

@@ -53,7 +53,10 @@ def _shape_masks(label, dx, dy, r, phase):
     dist = np.hypot(dx, dy)
     t = np.maximum(1.0, 0.28 * r)                                  # stroke thickness
     period = 3.0 + (r > 5)                                          # stripe period, px
-    stripes = lambda u: ((u / period + phase) % 1.0) < 0.5          # noqa: E731
+
+    def stripes(u):                                                 # 1 on half of each period
+        return ((u / period + phase) % 1.0) < 0.5
+
     if label == 0:
         return dist <= r
     if label == 1:

@@ -5,7 +5,7 @@ linearity_probe measures one block on a batch.
 """
 import numpy as np
 
-from .._checks import message
+from .._checks import check_array, message
 from ..blocks import ResidualBlock
 from ..layers.activations import Identity, LeakyReLU, ReLU
 from ..layers.batchnorm import BatchNorm1d, BatchNorm2d
@@ -14,7 +14,7 @@ from ..layers.dense import Dense
 from ..layers.pooling import AvgPool2d, GlobalAvgPool2d
 from ..layers.reshape import Concat, Flatten, Upsample2d
 from ..shortcuts import ZeroPadShortcut
-from .walk import _check_layer, _check_x, _recording, units
+from .walk import _check_layer, _recording, units
 
 # Layers whose output is an affine function of their input, example by example
 # (BatchNorm with fixed statistics, as in eval mode). Everything else counts as nonlinear.
@@ -224,7 +224,7 @@ def linearity_probe(block, x):
     """
     where = "linearity_probe"
     block = _check_layer(block, where)
-    _check_x(x, where)
+    check_array(x, where)
     N, D_in = x.shape[0], int(np.prod(x.shape[1:]))
     if N < D_in + 2:
         raise ValueError(message(where, f"a batch of at least {D_in + 2} examples (input "

@@ -13,9 +13,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._checks import message
+from .._checks import check_array, message
 from ..blocks import ResidualBlock
-from .walk import _check_layer, _check_x, _join, _recording, units
+from ..layers.base import dotted
+from .walk import _check_layer, _recording, units
 
 
 def _aligned(header, rows):
@@ -92,7 +93,7 @@ class StepThrough:
 def _block_rows(block, prefix, depth):
     rows = []
     for key, value in block.intermediates().items():
-        rows.append(dict(name=_join(prefix, key), kind="intermediate", type=type(value).__name__,
+        rows.append(dict(name=dotted(prefix, key), kind="intermediate", type=type(value).__name__,
                          label=block.LABELS.get(key, key), depth=depth, **_stats(value)))
     return rows
 
@@ -121,7 +122,7 @@ def step_through(model_or_block, x):
     ('z^[l+1]', (5, 2))
     """
     model = _check_layer(model_or_block, "step_through")
-    _check_x(x, "step_through")
+    check_array(x, "step_through")
     if isinstance(model, ResidualBlock):
         output = model.forward(x)
         return StepThrough(_block_rows(model, "", 0), output)
@@ -179,7 +180,7 @@ def gradient_norms(model, x, y, loss):
     """
     where = "gradient_norms"
     model = _check_layer(model, where)
-    _check_x(x, where)
+    check_array(x, where)
     if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
         raise TypeError(message(where, "a loss with forward(logits, y) and backward()",
                                 type(loss).__name__, "Pass e.g. SoftmaxCrossEntropy()."))

@@ -7,11 +7,9 @@ layer's values without any change to the layers.
 from collections import OrderedDict
 from contextlib import contextmanager
 
-import numpy as np
-
 from .._checks import message
 from ..blocks import ResidualBlock
-from ..layers.base import Layer
+from ..layers.base import Layer, dotted
 
 
 def _check_layer(model, where):
@@ -19,14 +17,6 @@ def _check_layer(model, where):
         raise TypeError(message(where, "a Layer (a model, block or layer)", type(model).__name__,
                                 "Pass the network itself, e.g. resnet_cifar(20)."))
     return model
-
-
-def _check_x(x, where):
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(message(where, "x to be a floating-point NumPy array", got,
-                                "Convert it with np.asarray(x, dtype=np.float32)."))
-    return x
 
 
 @contextmanager
@@ -56,10 +46,6 @@ def _contains_block(layer):
     return any(isinstance(sub, ResidualBlock) for _, sub in layer.named_layers())
 
 
-def _join(prefix, name):
-    return f"{prefix}.{name}" if prefix else name
-
-
 def units(model):
     """(name, layer) of the units gradient_norms and identity_path_report look at.
 
@@ -77,7 +63,7 @@ def units(model):
 
     def walk(layer, prefix):
         for name, child in layer.children():
-            path = _join(prefix, name)
+            path = dotted(prefix, name)
             if not isinstance(child, ResidualBlock) and _contains_block(child):
                 yield from walk(child, path)
             else:

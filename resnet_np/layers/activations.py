@@ -5,22 +5,11 @@ is written in terms of whatever forward cached (the mask, or the output itself).
 """
 import numpy as np
 
-from .._checks import check_choice, check_float, message
+from .._checks import check_array, check_choice, check_float
 from .base import Layer
 
 
-class _Activation(Layer):
-    """Shared input check for elementwise layers (any shape, floating dtype)."""
-
-    def _check(self, x):
-        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-            got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
-            raise TypeError(message(f"{type(self).__name__}.forward",
-                                    "a floating-point NumPy array", got,
-                                    "Convert it with np.asarray(x, dtype=np.float32)."))
-
-
-class ReLU(_Activation):
+class ReLU(Layer):
     """a = max(z, 0).  Backward: dz = da where z > 0, else 0 (0 at the kink z = 0).
 
     >>> relu = ReLU()
@@ -31,7 +20,7 @@ class ReLU(_Activation):
     """
 
     def forward(self, x):
-        self._check(x)
+        check_array(x, self._where)
         mask = x > 0
         self.cache = {"mask": mask}
         return np.maximum(x, 0, dtype=x.dtype)        # 0, not -0.0, for negative inputs
@@ -42,7 +31,7 @@ class ReLU(_Activation):
         return dx
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(Layer):
     """a = z if z > 0 else negative_slope * z.  Backward: dz = da * (1 or negative_slope)."""
 
     def __init__(self, negative_slope=0.01):
@@ -50,7 +39,7 @@ class LeakyReLU(_Activation):
         self.negative_slope = check_float(negative_slope, "negative_slope", "LeakyReLU")
 
     def forward(self, x):
-        self._check(x)
+        check_array(x, self._where)
         slope = np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
         self.cache = {"slope": slope}
         return x * slope
@@ -62,7 +51,7 @@ class LeakyReLU(_Activation):
         return f"negative_slope={self.negative_slope}"
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Layer):
     """a = 1 / (1 + exp(-z)).  Backward: dz = da * a * (1 - a).
 
     >>> np.round(Sigmoid()(np.array([0.0, 100.0, -100.0])), 4)
@@ -70,7 +59,7 @@ class Sigmoid(_Activation):
     """
 
     def forward(self, x):
-        self._check(x)
+        check_array(x, self._where)
         # exp of a non-positive number never overflows: split by sign.
         e = np.exp(-np.abs(x))
         out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
@@ -82,11 +71,11 @@ class Sigmoid(_Activation):
         return dout * out * (1 - out)
 
 
-class Tanh(_Activation):
+class Tanh(Layer):
     """a = tanh(z).  Backward: dz = da * (1 - a^2)."""
 
     def forward(self, x):
-        self._check(x)
+        check_array(x, self._where)
         out = np.tanh(x)
         self.cache = {"out": out}
         return out
@@ -95,11 +84,11 @@ class Tanh(_Activation):
         return dout * (1 - self._cached("out") ** 2)
 
 
-class Identity(_Activation):
+class Identity(Layer):
     """a = z.  Backward: dz = da.  Also the identity shortcut of a residual block."""
 
     def forward(self, x):
-        self._check(x)
+        check_array(x, self._where)
         self.cache = {"seen": True}
         return x
 

@@ -21,6 +21,11 @@ import numpy as np
 from .._checks import message
 
 
+def dotted(prefix, name):
+    """The dotted path of `name` inside `prefix`: ("stage1.0", "conv1") -> "stage1.0.conv1"."""
+    return f"{prefix}.{name}" if prefix else name
+
+
 class Layer:
     """Base class: the params/grads/buffers/cache/training interface.
 
@@ -60,6 +65,15 @@ class Layer:
         self.params[name] = value
         self.grads[name] = np.zeros_like(value)
 
+    def _where(self):
+        """Where a forward error happened, for messages: "Conv2d(3, 16, kernel_size=3).forward".
+
+        The first line of the repr (a block's or a model's children are left out). Checks
+        take this method uncalled (check_array(x, self._where, ...)) and call it only when
+        they raise, so the text is never built on the success path.
+        """
+        return f"{type(self).__name__}({self.extra_repr()}).forward"
+
     def _cached(self, *keys):
         """Return cached values for backward, or raise if forward has not run."""
         if not all(k in self.cache for k in keys):
@@ -77,12 +91,12 @@ class Layer:
         """Yield (dotted_name, layer) for this layer and every descendant, depth first."""
         yield prefix, self
         for name, child in self._children.items():
-            yield from child.named_layers(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_layers(dotted(prefix, name))
 
     def _named(self, attribute):
         for path, layer in self.named_layers():
             for key, value in getattr(layer, attribute).items():
-                yield (f"{path}.{key}" if path else key), value
+                yield dotted(path, key), value
 
     def named_parameters(self):
         """Yield ("stage1.0.conv1.W", array) for every parameter, in a fixed order."""
@@ -209,11 +223,21 @@ class Sequential(Layer):
         return iter(self._children.values())
 
     def forward(self, x):
-        for layer in self._children.values():
-            x = layer.forward(x)
-        return x
+        return forward_through(self._children.values(), x)
 
     def backward(self, dout):
-        for layer in reversed(self._children.values()):
-            dout = layer.backward(dout)
-        return dout
+        return backward_through(self._children.values(), dout)
+
+
+def forward_through(layers, x):
+    """x through each layer in turn: the last layer's output."""
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def backward_through(layers, dout):
+    """dout back through the layers in reverse order: dL/d(input of the first)."""
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+    return dout

@@ -11,16 +11,6 @@ from .._checks import check_array, check_float, check_int, message
 from .base import Layer
 
 
-def _channel_sum(a):
-    """Sum over axes (0, 2) of an (N, C, L) array -> (C,). One pass, no temporary."""
-    return np.einsum("ncl->c", a)
-
-
-def _channel_dot(a, b):
-    """sum over (0, 2) of a * b for two (N, C, L) arrays -> (C,), without forming a * b."""
-    return np.einsum("ncl,ncl->c", a, b)
-
-
 def _rows(v, L):
     """Per-channel values (C,) as contiguous (C, L) rows, to broadcast over (N, C, L).
 
@@ -52,7 +42,7 @@ class _BatchNorm(Layer):
 
     _ndim = None            # number of input dimensions
     _layout = ""            # the input shape for messages, e.g. "(N, {C}, H, W)"
-    _wrong_ndim_fix = ""    # what to do when the number of dimensions is wrong
+    _other = ""             # the other BatchNorm and the layout it takes, for messages
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -69,32 +59,27 @@ class _BatchNorm(Layer):
         self.buffers["running_mean"] = np.zeros(C, dtype=np.float32)
         self.buffers["running_var"] = np.ones(C, dtype=np.float32)
 
-    def _as_ncl(self, x):
-        """Check x and return its (N, C, L) view (a copy only if x is not contiguous)."""
-        C = self.num_features
-        where = f"{self!r}.forward"
-        layout = self._layout.format(C=C)
-        fix = self._wrong_ndim_fix if np.ndim(x) != self._ndim else \
-            f"Set num_features to the number of channels of the previous layer ({np.shape(x)[1]})."
-        check_array(x, where, self._ndim, layout, {1: C}, fix)
-        N = x.shape[0]
-        x3 = x.reshape(N, C, -1)                               # (N, C, L)
-        if self.training and N * x3.shape[2] < 2:
-            raise ValueError(message(
-                where, "more than 1 value per channel when training", f"x of shape {x.shape}",
-                "Use a batch of at least 2 examples, or call eval() to use the running "
-                "statistics."))
-        return x3
-
     def forward(self, x):
-        x3 = self._as_ncl(x)                                   # (N, C, L)
-        N, C, L = x3.shape
+        C = self.num_features
+        check_array(x, self._where, self._ndim, self._layout.format(C=C), {1: C},
+                    self._shape_fix)
+        N = x.shape[0]
+        x3 = x.reshape(N, C, -1)                               # (N, C, L): a view if contiguous
+        L = x3.shape[2]
         if self.training:
             M = N * L
-            mean = _channel_sum(x3) / M                        # (C,)
+            if M < 2:
+                raise ValueError(message(
+                    self._where, "more than 1 value per channel when training",
+                    f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
+                    "eval() to use the running statistics."))
+            mean = np.einsum("ncl->c", x3) / M                 # (C,), sums in one pass
             x_centered = x3 - _rows(mean, L)                   # (N, C, L)
-            var = _channel_dot(x_centered, x_centered) / M     # (C,), biased
-            self._update_running(mean, var * (M / (M - 1)))    # unbiased, as PyTorch
+            var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
+            # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
+            for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
+                self.buffers[key] *= 1 - self.momentum
+                self.buffers[key] += self.momentum * stat
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
             x_centered = x3 - _rows(mean.astype(x.dtype), L)
@@ -106,21 +91,19 @@ class _BatchNorm(Layer):
                       "training": self.training}
         return out.reshape(x.shape)
 
-    def _update_running(self, mean, unbiased_var):
-        """running = (1 - momentum) * running + momentum * batch statistic, in place."""
-        m = self.momentum
-        for key, stat in (("running_mean", mean), ("running_var", unbiased_var)):
-            running = self.buffers[key]
-            running *= 1 - m
-            running += m * stat
+    def _shape_fix(self, x):
+        """The hint of a wrong input shape (built only when the check fails)."""
+        if x.ndim != self._ndim:
+            return self._other
+        return f"Set num_features to the number of channels of the previous layer ({x.shape[1]})."
 
     def backward(self, dout):
         x_centered, inv_std, training = self._cached("x_centered", "inv_std", "training")
         N, C = x_centered.shape[:2]
         xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
         L = xc3.shape[2]
-        dbeta = _channel_sum(dout3)                            # (C,)
-        dgamma = _channel_dot(dout3, xc3) * inv_std            # (C,), sum(dout * xhat)
+        dbeta = np.einsum("ncl->c", dout3)                     # (C,)
+        dgamma = np.einsum("ncl,ncl->c", dout3, xc3) * inv_std  # (C,), sum(dout * xhat)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
         k = self.params["gamma"] * inv_std                     # (C,): gamma / std
         if not training:                                       # statistics were constants
@@ -192,7 +175,7 @@ class BatchNorm1d(_BatchNorm):
 
     _ndim = 2
     _layout = "(N, {C})"
-    _wrong_ndim_fix = "Use BatchNorm2d for images (N, C, H, W), or Flatten() them first."
+    _other = "Use BatchNorm2d for images (N, C, H, W), or Flatten() them first."
 
 
 class BatchNorm2d(_BatchNorm):
@@ -248,5 +231,4 @@ class BatchNorm2d(_BatchNorm):
 
     _ndim = 4
     _layout = "(N, {C}, H, W)"
-    _wrong_ndim_fix = ("Use BatchNorm1d for features (N, D); for a single image (C, H, W) "
-                       "add a batch axis with x[None].")
+    _other = "Use BatchNorm1d for features (N, D)."

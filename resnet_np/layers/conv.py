@@ -1,10 +1,12 @@
 """Conv2d: 2-D convolution (cross-correlation, as in PyTorch) by im2col and a matrix product."""
 import numpy as np
 
-from .._checks import as_generator, check_array, check_int, message, pair
+from .._checks import as_generator, check_array, check_int, message, pair, short_pair
+from . import _kernels
+from ._fast_conv import conv_backward, conv_forward
 from .base import Layer
+from .columns import col2im, im2col, output_size
 from .dense import he_normal
-from .im2col import conv_backward, conv_forward
 
 
 class Conv2d(Layer):
@@ -15,11 +17,12 @@ class Conv2d(Layer):
 
     Math
     ----
-    With cols = im2col(x) (one column per output pixel, see resnet_np.layers.im2col)
+    With cols = im2col(x) (one column per output pixel, see resnet_np.layers.columns)
     and W2 = W.reshape(C_out, C_in * kH * kW):
         forward:   out = W2 @ cols + b                (C_out, N * H_out * W_out)
         backward:  dW2 = dout @ cols^T,  db = sum of dout over (N, H_out, W_out),
                    dx = col2im(W2^T @ dout)
+    where out and dout are taken as (C_out, N * H_out * W_out) matrices (dout2 in the code).
     Ng writes one example with channels last; here images are NCHW, as in PyTorch.
 
     Parameters
@@ -39,8 +42,13 @@ class Conv2d(Layer):
     H_out = (H + 2 pH - kH) // sH + 1,   W_out = (W + 2 pW - kW) // sW + 1
 
     Float32 input gives float32 output (no upcast); float64 works for gradient checks.
-    The work is done by resnet_np.layers.im2col's fast path (chunks of the batch, columns
-    as shifted slices, threads), which computes exactly the Math above.
+
+    The code to read is the reference branch of forward and backward: the Math above,
+    line for line, with im2col and col2im from resnet_np.layers.columns. It runs under
+    `with resnet_np.reference_kernels():` (a debugger then steps into it). Otherwise the
+    fast path of the private module resnet_np.layers._fast_conv runs (chunks of the batch,
+    columns as shifted slices, threads); tests assert that the two give the same numbers.
+    Backward runs the kernels its forward ran.
 
     Example
     -------
@@ -70,34 +78,35 @@ class Conv2d(Layer):
         if self.bias:
             self.add_param("b", np.zeros(self.out_channels, dtype=np.float32))
 
-    def _check_input(self, x):
-        where = f"{self!r}.forward"
-        C_in = self.in_channels
-        fix = "For a single image add the batch axis: x[None]." if np.ndim(x) == 3 else \
-              f"This layer has in_channels={C_in}; check the previous layer's out_channels."
-        check_array(x, where, 4, f"(N, {C_in}, H, W)", {1: C_in}, fix)
-        N, C, H, W = x.shape
-        (kH, kW), (pH, pW) = self.kernel_size, self.padding
-        if H + 2 * pH < kH or W + 2 * pW < kW:
-            raise ValueError(message(
-                where, f"a padded input at least as large as the kernel {kH}x{kW}",
-                f"{H}x{W} padded to {H + 2 * pH}x{W + 2 * pW}",
-                "Use a larger input, more padding or a smaller kernel_size."))
-
     def forward(self, x):
-        self._check_input(x)
+        C_in, C_out = self.in_channels, self.out_channels
+        window = self.kernel_size, self.stride, self.padding
+        check_array(x, self._where, 4, f"(N, {C_in}, H, W)", {1: C_in}, self._shape_fix)
+        N = x.shape[0]
+        H_out, W_out = output_size(x.shape, *window, self._where)
         W = self.params["W"]
-        dtype = np.result_type(x.dtype, W.dtype)                      # float32 stays float32
-        W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
-        out = conv_forward(x, W2, self.kernel_size, self.stride,
-                           self.padding)                              # (N, C_out, H_out, W_out)
-        if self.bias:
+        dtype = np.result_type(x.dtype, W.dtype)                          # float32 stays float32
+        W2 = W.reshape(C_out, -1).astype(dtype, copy=False)               # (C_out, C_in*kH*kW)
+        cols = None
+        if _kernels.REFERENCE:                       # the code to read: the Math, line for line
+            cols = im2col(x, *window)                                 # (C_in*kH*kW, N*H_out*W_out)
+            out2 = W2 @ cols                                              # (C_out, N*H_out*W_out)
+            out = out2.reshape(C_out, N, H_out, W_out).transpose(1, 0, 2, 3)  # NCHW
+        else:                                        # the fast path: the same numbers, faster
+            out = conv_forward(x, W2, *window)
+        if self.bias:                                                     # + b, per channel
             out += self.params["b"].astype(dtype, copy=False)[:, None, None]
-        self.cache = {"x": x, "out_shape": out.shape}
+        self.cache = {"x": x, "cols": cols, "out_shape": out.shape}
         return out
 
+    def _shape_fix(self, x):
+        """The hint of a wrong input shape (built only when the check fails)."""
+        return (f"This layer has in_channels={self.in_channels}; check the previous layer's "
+                "out_channels.")
+
     def backward(self, dout):
-        x, out_shape = self._cached("x", "out_shape")                 # x: (N, C_in, H, W)
+        x, cols, out_shape = self._cached("x", "cols", "out_shape")   # cols: reference only
+        window = self.kernel_size, self.stride, self.padding
         if np.shape(dout) != out_shape:
             raise ValueError(message(f"{self!r}.backward",
                                      f"dout of the output's shape {out_shape}",
@@ -105,18 +114,21 @@ class Conv2d(Layer):
         W = self.params["W"]
         dtype = np.result_type(x.dtype, W.dtype)
         W2 = W.reshape(self.out_channels, -1).astype(dtype, copy=False)  # (C_out, C_in*kH*kW)
-        dx, dW2 = conv_backward(x, dout, W2, self.kernel_size, self.stride, self.padding)
+        if cols is not None:                         # the forward ran the reference: so does this
+            dout2 = dout.transpose(1, 0, 2, 3).reshape(len(W2), -1)      # (C_out, N*H_out*W_out)
+            dW2 = dout2 @ cols.T                                          # (C_out, C_in*kH*kW)
+            dx = col2im(W2.T @ dout2, x.shape, *window)           # (N, C_in, H, W)
+        else:                                        # the fast path: the same numbers, faster
+            dx, dW2 = conv_backward(x, dout, W2, *window)
         self.grads["W"] = dW2.reshape(W.shape).astype(W.dtype, copy=False)
-        if self.bias:
+        if self.bias:                                                     # db = dout summed
             self.grads["b"] = dout.sum(axis=(0, 2, 3)).astype(W.dtype, copy=False)
         return dx
 
     def extra_repr(self):
-        def short(pair):                                              # 3 for (3, 3)
-            return pair[0] if pair[0] == pair[1] else pair
-
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={short(self.kernel_size)}"
+        text = f"{self.in_channels}, {self.out_channels}"
+        text += f", kernel_size={short_pair(self.kernel_size)}"
         for name, value, default in (("stride", self.stride, 1), ("padding", self.padding, 0)):
             if value != (default, default):
-                text += f", {name}={short(value)}"
+                text += f", {name}={short_pair(value)}"
         return text + ("" if self.bias else ", bias=False")

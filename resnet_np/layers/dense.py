@@ -52,11 +52,19 @@ class Dense(Layer):
         if self.bias:
             self.add_param("b", np.zeros(out_features, dtype=np.float32))
 
+    def _where(self):
+        return f"Dense(in_features={self.in_features}).forward"
+
+    @staticmethod
+    def _shape_fix(x):
+        """The hint for an input of the wrong shape (built only when failing)."""
+        if x.ndim > 2:
+            return "Did you forget Flatten() before Dense?"
+        return "Check in_features against the previous layer's output."
+
     def forward(self, x):
-        check_array(x, f"Dense(in_features={self.in_features}).forward", 2,
-                    f"(N, {self.in_features})", {1: self.in_features},
-                    "Did you forget Flatten() before Dense?" if np.ndim(x) > 2
-                    else "Check in_features against the previous layer's output.")
+        check_array(x, self._where, 2, f"(N, {self.in_features})", {1: self.in_features},
+                    self._shape_fix)
         self.cache = {"x": x}
         out = x @ self.params["W"].T                      # (N, D_out)
         if self.bias:

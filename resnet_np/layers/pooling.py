@@ -7,24 +7,26 @@ A window picture. With kernel (kH, kW), stride (sH, sW) and the input padded by
 
 and H_out = (H + 2*pH - kH) // sH + 1 (the same for W). Fixing the kernel offset
 (i, j) and letting (h, w) run picks a strided slice of xp with the shape of the
-output: xp[:, :, i : i + sH*H_out : sH, j : j + sW*W_out : sW] holds entry (i, j) of
-every window at once. So both passes are a loop over the kH*kW offsets, each a
-whole-array operation; backward adds each offset's share into the same slice of a
-zero dxp, which is why overlapping windows (stride < kernel) sum up correctly.
+output, xp[window_entry(i, j, stride, (H_out, W_out))] (from resnet_np.layers.columns,
+the same slices im2col copies): entry (i, j) of every window at once. So both passes
+are a loop over the kH*kW offsets, each a whole-array operation; backward adds each
+offset's share into the same slice of a zero dxp, which is why overlapping windows
+(stride < kernel) sum up correctly.
+
+MaxPool2d also has a reference written with im2col (one window per column: the max
+and argmax of each column); it runs under resnet_np.reference_kernels(), and tests
+assert that it agrees with the offset loop.
 """
 import numpy as np
 
-from .._checks import check_array, message, pair
+from .._checks import check_array, message, pair, short_pair
+from . import _kernels
 from .base import Layer
-
-
-def _fmt(p):
-    """(3, 3) -> "3", (3, 2) -> "(3, 2)": the shortest way to write a pair back."""
-    return str(p[0]) if p[0] == p[1] else str(p)
+from .columns import col2im, im2col, output_size, window_entry
 
 
 class _Pool2d(Layer):
-    """Shared by MaxPool2d and AvgPool2d: arguments, checks, padding, window slices."""
+    """Shared by MaxPool2d and AvgPool2d: arguments, the input check and padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -40,33 +42,16 @@ class _Pool2d(Layer):
 
     def _padded(self, x, fill):
         """Check x; return it padded with `fill` on every side, and (H_out, W_out)."""
-        where = f"{self!r}.forward"
-        check_array(x, where, 4, "(N, C, H, W)",
-                    fix="For a single image (C, H, W) add a batch axis with x[None]."
-                    if np.ndim(x) == 3 else "")
+        check_array(x, self._where, 4, "(N, C, H, W)")
+        out_size = output_size(x.shape, self.kernel_size, self.stride, self.padding, self._where)
         N, C, H, W = x.shape
-        (kH, kW), (sH, sW), (pH, pW) = self.kernel_size, self.stride, self.padding
-        if H + 2 * pH < kH or W + 2 * pW < kW:
-            raise ValueError(message(
-                where, f"an input of at least {kH}x{kW} after padding",
-                f"x of shape {x.shape} with padding {self.padding}",
-                "Use a smaller kernel_size, or fewer downsampling layers before this one."))
+        pH, pW = self.padding
         if pH or pW:
             xp = np.full((N, C, H + 2 * pH, W + 2 * pW), fill, dtype=x.dtype)
             xp[:, :, pH:pH + H, pW:pW + W] = x
         else:
             xp = x
-        return xp, ((H + 2 * pH - kH) // sH + 1, (W + 2 * pW - kW) // sW + 1)
-
-    def _offsets(self, out_size):
-        """Yield (k, slices): for kernel offset k = i*kW + j in row-major order, the
-        index of xp holding entry (i, j) of every window, shaped like the output."""
-        (kH, kW), (sH, sW), (H_out, W_out) = self.kernel_size, self.stride, out_size
-        for i in range(kH):
-            for j in range(kW):
-                yield i * kW + j, (slice(None), slice(None),
-                                   slice(i, i + sH * (H_out - 1) + 1, sH),
-                                   slice(j, j + sW * (W_out - 1) + 1, sW))
+        return xp, out_size
 
     def _unpad(self, dxp):
         """Drop the padded border of a gradient: (N, C, H + 2pH, W + 2pW) -> (N, C, H, W)."""
@@ -76,11 +61,11 @@ class _Pool2d(Layer):
         return np.ascontiguousarray(dxp[:, :, pH:dxp.shape[2] - pH, pW:dxp.shape[3] - pW])
 
     def extra_repr(self):
-        text = f"kernel_size={_fmt(self.kernel_size)}"
+        text = f"kernel_size={short_pair(self.kernel_size)}"
         if self.stride != self.kernel_size:
-            text += f", stride={_fmt(self.stride)}"
+            text += f", stride={short_pair(self.stride)}"
         if self.padding != (0, 0):
-            text += f", padding={_fmt(self.padding)}"
+            text += f", padding={short_pair(self.padding)}"
         return text
 
 
@@ -97,6 +82,10 @@ class MaxPool2d(_Pool2d):
     Ties: the first maximum in row-major window order (smallest i, then smallest j)
     wins and gets the whole gradient, as in PyTorch on the CPU. A NaN in a window
     makes that output NaN.
+    The code to read is the reference branch (run under resnet_np.reference_kernels()):
+    cols = im2col of each channel, out = max of each column, argmax = where it is;
+    backward puts dout in the argmax row of a zero dcols and adds it back with col2im.
+    Outside it, _fast_max gives the same numbers with a loop over kernel offsets.
 
     Parameters
     ----------
@@ -128,31 +117,48 @@ class MaxPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        xp, out_size = self._padded(x, -np.inf)
+        xp, (H_out, W_out) = self._padded(x, -np.inf)                # (N, C, Hp, Wp)
+        if _kernels.REFERENCE:                       # the code to read: one window per column
+            N, C, Hp, Wp = xp.shape
+            cols = im2col(xp.reshape(N * C, 1, Hp, Wp), self.kernel_size,
+                          self.stride)                                # (kH*kW, N*C*H_out*W_out)
+            argmax = cols.argmax(axis=0).reshape(N, C, H_out, W_out)  # the first maximum wins
+            out = cols.max(axis=0).reshape(N, C, H_out, W_out)
+        else:                                        # the fast path: the same numbers, faster
+            out, argmax = self._fast_max(xp, (H_out, W_out))
+        self.cache = {"argmax": argmax, "x_shape": x.shape}
+        return out
+
+    def _fast_max(self, xp, out_size):
+        """(out, argmax) by a loop over the kH*kW kernel offsets, without copying windows."""
         kH, kW = self.kernel_size
-        offsets = self._offsets(out_size)
-        _, first = next(offsets)
-        out = xp[first].copy()                                 # (N, C, H_out, W_out)
+        out = xp[window_entry(0, 0, self.stride, out_size)].copy()   # (N, C, H_out, W_out)
         argmax = np.zeros(out.shape, dtype=np.min_scalar_type(kH * kW - 1))
-        for k, window_entry in offsets:
-            candidate = xp[window_entry]                       # (N, C, H_out, W_out) view
-            wins = candidate > out                             # strict: earlier ties stay
+        for k in range(1, kH * kW):                    # offset k = i*kW + j, row-major
+            candidate = xp[window_entry(k // kW, k % kW, self.stride, out_size)]   # a view
+            wins = candidate > out                     # strict: earlier ties stay
             np.maximum(out, candidate, out=out)
             # argmax = k where wins, else unchanged; arithmetic (wrapping in the unsigned
             # dtype) is several times faster than a masked assignment argmax[wins] = k.
             step = np.subtract(k, argmax, dtype=argmax.dtype)
             step *= wins
             argmax += step
-        self.cache = {"argmax": argmax, "x_shape": x.shape}
-        return out
+        return out, argmax
 
     def backward(self, dout):
-        argmax, x_shape = self._cached("argmax", "x_shape")
-        N, C, H, W = x_shape
-        pH, pW = self.padding
-        dxp = np.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=dout.dtype)
-        for k, window_entry in self._offsets(argmax.shape[2:]):
-            dxp[window_entry] += dout * (argmax == k)          # overlapping windows add up
+        argmax, (N, C, H, W) = self._cached("argmax", "x_shape")
+        (kH, kW), (pH, pW) = self.kernel_size, self.padding
+        Hp, Wp = H + 2 * pH, W + 2 * pW
+        if _kernels.REFERENCE:                       # dout goes whole to each window's winner
+            M = dout.size                                             # N*C*H_out*W_out windows
+            dcols = np.zeros((kH * kW, M), dtype=dout.dtype)          # (kH*kW, N*C*H_out*W_out)
+            dcols[argmax.reshape(M), np.arange(M)] = dout.reshape(M)
+            dxp = col2im(dcols, (N * C, 1, Hp, Wp), self.kernel_size, self.stride)
+            return self._unpad(dxp.reshape(N, C, Hp, Wp))             # windows that overlap add up
+        dxp = np.zeros((N, C, Hp, Wp), dtype=dout.dtype)
+        for k in range(kH * kW):
+            window = dxp[window_entry(k // kW, k % kW, self.stride, argmax.shape[2:])]  # a view
+            window += dout * (argmax == k)                            # overlapping windows add up
         return self._unpad(dxp)
 
 
@@ -192,25 +198,23 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        xp, out_size = self._padded(x, 0)
-        offsets = self._offsets(out_size)
-        _, first = next(offsets)
-        out = xp[first].copy()                                 # (N, C, H_out, W_out)
-        for _, window_entry in offsets:
-            out += xp[window_entry]
+        xp, out_size = self._padded(x, 0)                            # (N, C, Hp, Wp)
         kH, kW = self.kernel_size
+        out = xp[window_entry(0, 0, self.stride, out_size)].copy()   # (N, C, H_out, W_out)
+        for k in range(1, kH * kW):                                  # offset k = i*kW + j
+            out += xp[window_entry(k // kW, k % kW, self.stride, out_size)]
         out *= 1.0 / (kH * kW)                                  # a Python float: no upcast
         self.cache = {"x_shape": x.shape}
         return out
 
     def backward(self, dout):
         N, C, H, W = self._cached("x_shape")
-        pH, pW = self.padding
-        kH, kW = self.kernel_size
+        (kH, kW), (pH, pW) = self.kernel_size, self.padding
         dshare = dout * (1.0 / (kH * kW))                      # each window entry's share
         dxp = np.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=dout.dtype)
-        for _, window_entry in self._offsets(dout.shape[2:]):
-            dxp[window_entry] += dshare
+        for k in range(kH * kW):
+            window = dxp[window_entry(k // kW, k % kW, self.stride, dout.shape[2:])]  # a view
+            window += dshare                                   # overlapping windows add up
         return self._unpad(dxp)
 
 
@@ -238,9 +242,7 @@ class GlobalAvgPool2d(Layer):
     """
 
     def forward(self, x):
-        check_array(x, f"{self!r}.forward", 4, "(N, C, H, W)",
-                    fix="For a single image (C, H, W) add a batch axis with x[None]."
-                    if np.ndim(x) == 3 else "")
+        check_array(x, self._where, 4, "(N, C, H, W)")
         N, C = x.shape[:2]
         self.cache = {"x_shape": x.shape}
         return x.reshape(N, C, -1).mean(axis=2)                # (N, C)

@@ -76,9 +76,7 @@ class Upsample2d(Layer):
         self.scale_factor = pair(scale_factor, "scale_factor", "Upsample2d")
 
     def forward(self, x):
-        check_array(x, f"{self!r}.forward", 4, "(N, C, H, W)",
-                    fix="For a single image (C, H, W) add a batch axis with x[None]."
-                    if np.ndim(x) == 3 else "")
+        check_array(x, self._where, 4, "(N, C, H, W)")
         N, C, H, W = x.shape
         sH, sW = self.scale_factor
         self.cache = {"x_shape": x.shape}
@@ -131,15 +129,16 @@ class Concat(Layer):
     """
 
     def _check_inputs(self, xs):
-        where = f"{self!r}.forward"
         if len(xs) < 2:
-            raise ValueError(message(where, "two or more inputs, as concat(x_0, x_1)",
+            raise ValueError(message(self._where, "two or more inputs, as concat(x_0, x_1)",
                                      f"{len(xs)} input", "Pass each array as its own argument."))
         for k, x in enumerate(xs):
-            check_array(x, f"{where} input {k}", max(np.ndim(xs[0]), 2), "(N, C, ...) like input 0")
+            check_array(x, lambda k=k: f"{self._where()} input {k}",   # built only on failure
+                        max(np.ndim(xs[0]), 2), "(N, C, ...) like input 0")
         other = [tuple(x.shape[:1] + x.shape[2:]) for x in xs]
         if any(o != other[0] for o in other):
-            raise ValueError(message(where, "inputs that agree on every axis but the channels (1)",
+            raise ValueError(message(self._where,
+                                     "inputs that agree on every axis but the channels (1)",
                                      "shapes " + ", ".join(str(x.shape) for x in xs),
                                      "Upsample or crop one input so H and W match."))
 

@@ -1,8 +1,11 @@
-"""im2col / col2im: the column picture, the round trip and the adjoint identity."""
+"""resnet_np.layers._fast_conv: the fast path of Conv2d (shifted columns, chunks,
+threads) gives the numbers of the readable reference, im2col/col2im on the whole batch."""
 import numpy as np
 import pytest
 
-from resnet_np.layers.im2col import col2im, im2col, output_size
+from resnet_np import rel_error
+from resnet_np.layers import _fast_conv as fast
+from resnet_np.layers.columns import col2im, im2col
 
 CASES = [  # (x shape, kernel, stride, padding)
     ((2, 3, 5, 5), (3, 3), (1, 1), (1, 1)),
@@ -11,75 +14,6 @@ CASES = [  # (x shape, kernel, stride, padding)
     ((2, 1, 5, 7), (1, 1), (2, 2), (0, 0)),
     ((1, 2, 4, 4), (4, 4), (1, 1), (2, 2)),
 ]
-
-
-def naive_im2col(x, kernel, stride, padding):
-    """One column per output pixel, filled pixel by pixel."""
-    N, C, H, W = x.shape
-    (kH, kW), (sH, sW), (pH, pW) = kernel, stride, padding
-    xp = np.pad(x, ((0, 0), (0, 0), (pH, pH), (pW, pW)))
-    H_out, W_out = output_size(H, kH, sH, pH), output_size(W, kW, sW, pW)
-    cols = np.zeros((C * kH * kW, N * H_out * W_out))
-    for n in range(N):
-        for h in range(H_out):
-            for w in range(W_out):
-                window = xp[n, :, h * sH:h * sH + kH, w * sW:w * sW + kW]
-                cols[:, (n * H_out + h) * W_out + w] = window.reshape(-1)
-    return cols
-
-
-@pytest.mark.parametrize("shape, kernel, stride, padding", CASES)
-def test_im2col_matches_naive_windows(rng, shape, kernel, stride, padding):
-    x = rng.standard_normal(shape)
-    cols = im2col(x, kernel, stride, padding)
-    np.testing.assert_array_equal(cols, naive_im2col(x, kernel, stride, padding))
-
-
-def test_im2col_shape_and_dtype(rng):
-    x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
-    cols = im2col(x, (3, 5), (2, 2), (1, 0))
-    assert cols.shape == (3 * 3 * 5, 2 * 4 * 3)
-    assert cols.dtype == np.float32
-
-
-@pytest.mark.parametrize("shape, kernel, stride, padding", CASES)
-def test_col2im_of_im2col_counts_covering_windows(rng, shape, kernel, stride, padding):
-    x = rng.standard_normal(shape)
-    ones_cols = np.ones_like(im2col(x, kernel, stride, padding))
-    count = col2im(ones_cols, shape, kernel, stride, padding)   # windows covering each pixel
-    round_trip = col2im(im2col(x, kernel, stride, padding), shape, kernel, stride, padding)
-    np.testing.assert_allclose(round_trip, x * count, rtol=1e-12, atol=1e-12)
-    # the count itself, from a direct loop over windows
-    N, C, H, W = shape
-    (kH, kW), (sH, sW), (pH, pW) = kernel, stride, padding
-    expected = np.zeros((H + 2 * pH, W + 2 * pW))
-    for h in range(output_size(H, kH, sH, pH)):
-        for w in range(output_size(W, kW, sW, pW)):
-            expected[h * sH:h * sH + kH, w * sW:w * sW + kW] += 1
-    np.testing.assert_array_equal(count[0, 0], expected[pH:pH + H, pW:pW + W])
-
-
-@pytest.mark.parametrize("shape, kernel, stride, padding", CASES)
-def test_col2im_is_the_adjoint_of_im2col(rng, shape, kernel, stride, padding):
-    x = rng.standard_normal(shape)
-    c = rng.standard_normal(im2col(x, kernel, stride, padding).shape)
-    lhs = np.sum(im2col(x, kernel, stride, padding) * c)
-    rhs = np.sum(x * col2im(c, shape, kernel, stride, padding))
-    assert lhs == pytest.approx(rhs, rel=1e-12)
-
-
-def test_docstring_picture_first_column_is_top_left_window():
-    x = np.arange(2 * 4 * 4, dtype=np.float64).reshape(1, 2, 4, 4)
-    cols = im2col(x, (2, 2), (2, 2))
-    np.testing.assert_array_equal(cols[:, 0], [0, 1, 4, 5, 16, 17, 20, 21])
-    np.testing.assert_array_equal(cols[:, 3], [10, 11, 14, 15, 26, 27, 30, 31])
-
-
-# -- the fast path (shifted columns, chunks, threads) agrees with im2col/col2im --------
-import importlib  # noqa: E402
-
-fast = importlib.import_module("resnet_np.layers.im2col")   # the module, not the function
-
 FAST_CASES = CASES + [
     ((7, 3, 8, 8), (3, 3), (2, 2), (1, 1)),      # odd batch, stride 2
     ((5, 2, 9, 9), (3, 3), (3, 3), (0, 0)),      # stride 3: nine phases
@@ -116,16 +50,22 @@ def test_fast_path_matches_im2col(rng, monkeypatch, flipped, C_out, chunk_bytes,
     np.testing.assert_allclose(dW2, ref_dW2, rtol=1e-12, atol=1e-12)
 
 
-def test_fast_path_without_threads_agrees(rng, monkeypatch):
-    """The fallback when OpenBLAS's thread setting is not found: chunks in sequence."""
+def test_fast_path_without_threads_agrees_with_the_reference(rng, monkeypatch):
+    """The fallback when OpenBLAS's thread setting is not found (chunks in sequence), and
+    the threaded route, each against the reference im2col/col2im: an independent route."""
     x = rng.standard_normal((9, 3, 8, 8)).astype(np.float32)
     W2 = rng.standard_normal((5, 27)).astype(np.float32)
-    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)                  # one example per chunk
     threaded = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))
     monkeypatch.setattr(fast, "_blas", None)
     sequential = fast.conv_forward(x, W2, (3, 3), (1, 1), (1, 1))
-    np.testing.assert_array_equal(threaded, sequential)
-    assert threaded.dtype == np.float32
+    dout = rng.standard_normal(sequential.shape).astype(np.float32)
+    dx, dW2 = fast.conv_backward(x, dout, W2, (3, 3), (1, 1), (1, 1))
+    ref_out, ref_dx, ref_dW2 = reference_conv(x, W2, (3, 3), (1, 1), (1, 1), dout)
+    for result, reference in ((sequential, ref_out), (threaded, ref_out), (dx, ref_dx),
+                              (dW2, ref_dW2)):
+        assert result.dtype == np.float32
+        assert rel_error(result, reference) <= 1e-5
 
 
 def test_flipped_route_is_taken_where_it_applies():
