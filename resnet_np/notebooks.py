@@ -161,6 +161,33 @@ def notebook_path(page, out=ROOT / "notebooks", docs=ROOT / "docs"):
     return Path(out) / relative.with_suffix(".ipynb")
 
 
+def sections(markdown):
+    """Markdown split before each level-2 heading ("## ..."), outside fenced blocks."""
+    parts, fenced = [[]], False
+    for line in markdown.split("\n"):
+        fenced = fenced != bool(FENCE.match(line))
+        if line.startswith("## ") and not fenced and "".join(parts[-1]).strip():
+            parts.append([])
+        parts[-1].append(line)
+    return ["\n".join(part).strip("\n") for part in parts if "".join(part).strip()]
+
+
+def _page_cells(text, page_dir, notebook_dir, v4):
+    """The page's own cells: a Markdown cell per section of prose, code per doctest run."""
+    cells = []
+    for kind, lines in split_blocks(text):
+        if kind == "markdown":
+            prose = relink("\n".join(lines), page_dir, notebook_dir)
+            cells += [v4.new_markdown_cell(part) for part in sections(prose)]
+            continue
+        for source, raises in doctest_cells(lines):
+            cell = v4.new_code_cell(source)
+            if raises:
+                cell.metadata["tags"] = ["raises-exception"]
+            cells.append(cell)
+    return cells
+
+
 def build_notebook(page, out=ROOT / "notebooks", docs=ROOT / "docs"):
     """The notebook of one page (an nbformat NotebookNode, no outputs, stable cell ids)."""
     nbformat = _nbformat()
@@ -175,25 +202,17 @@ def build_notebook(page, out=ROOT / "notebooks", docs=ROOT / "docs"):
         "from the repository root.*")]
     exercise = exercise_name(text)
     kit = exercise_cells(exercise) if exercise else None
-    if kit:
-        cells += [v4.new_markdown_cell(f"## Your implementation of `{exercise}`\n\n"
-                                       "Fill in the template, then run the notebook; "
-                                       "the last cell checks your code."),
-                  v4.new_code_cell(kit[0])]
-    for kind, lines in split_blocks(EXERCISE.sub("", text)):
-        if kind == "markdown":
-            body = relink("\n".join(lines).strip("\n"), page.resolve().parent,
-                          target.resolve().parent)
-            cells.append(v4.new_markdown_cell(body))
-            continue
-        for source, raises in doctest_cells(lines):
-            cell = v4.new_code_cell(source)
-            if raises:
-                cell.metadata["tags"] = ["raises-exception"]
-            cells.append(cell)
-    if kit and kit[1]:
-        cells += [v4.new_markdown_cell("## Check your implementation"),
-                  v4.new_code_cell(kit[1])]
+    page_cells = _page_cells(EXERCISE.sub("", text), page.resolve().parent,
+                             target.resolve().parent, v4)
+    if kit:                                  # after the page's title: the template to fill in
+        page_cells[1:1] = [v4.new_markdown_cell(f"## Your implementation of `{exercise}`\n\n"
+                                                "Fill in the template, then run the notebook; "
+                                                "the last cell checks your code."),
+                           v4.new_code_cell(kit[0])]
+        if kit[1]:
+            page_cells += [v4.new_markdown_cell("## Check your implementation"),
+                           v4.new_code_cell(kit[1])]
+    cells += page_cells
     for i, cell in enumerate(cells):
         cell.id = f"cell-{i}"
     nb = v4.new_notebook(cells=cells)

@@ -69,6 +69,13 @@ def test_relink_points_at_the_same_files_from_the_notebook_folder(tmp_path):
     assert "(https://example.org/a.md)" in text and "[a heading](#here)" in text
 
 
+def test_sections_split_prose_at_level_two_headings_outside_fences():
+    text = "# Title\n\nIntro.\n\n## One\n\nText.\n```bash\n## not a heading\n```\n## Two\n"
+    assert notebooks.sections(text) == ["# Title\n\nIntro.",
+                                        "## One\n\nText.\n```bash\n## not a heading\n```",
+                                        "## Two"]
+
+
 def test_exercise_name_from_the_comment_line():
     assert notebooks.exercise_name("# Dense\n<!-- exercise: dense -->\ntext") == "dense"
     assert notebooks.exercise_name("# Dense\n<!-- exercise dense -->\n") is None
@@ -132,6 +139,8 @@ def test_exercise_notebook_starts_with_the_template_and_ends_with_check(tmp_path
     assert code[0].startswith('"""Exercise dense."""') and "class Dense" in code[0]
     assert "__main__" not in code[0] and "sys.exit" not in code[0]
     assert code[-1] == 'from resnet_np.exercises import check\n\nprint(check("dense", Dense))'
+    titles = [c.source.split("\n")[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert titles[1:3] == ["# Dense", "## Your implementation of `dense`"]   # title, template
     assert "exercise:" not in "".join(c.source for c in nb.cells)
     monkeypatch.setitem(sys.modules, "resnet_np.exercises", None)      # no kit: the page only
     plain = notebooks.build_notebook(page, tmp_path / "nb", tmp_path / "docs")
