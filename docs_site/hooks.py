@@ -33,6 +33,14 @@ def _pages(pattern):
     return [path.relative_to(ROOT).as_posix() for path in sorted(ROOT.glob(pattern))]
 
 
+def _title(notebook):
+    """A notebook's title in the navigation: its page's heading, without backticks."""
+    page = ROOT / "docs" / Path(notebook).relative_to("notebooks").with_suffix(".md")
+    heading = next((line for line in page.read_text().splitlines() if line.startswith("# ")),
+                   f"# {Path(notebook).stem}")
+    return heading[2:].replace("`", "")
+
+
 def on_config(config):
     config["nav"] = [
         {"Home": "README.md"}, {"Docs": "docs/index.md"}, {"Notation": "docs/notation.md"},
@@ -40,7 +48,7 @@ def on_config(config):
         {"Questions": _pages("docs/questions/*.md")},
         {"Exercises": _pages("docs/exercises/*.md")},
         {"Errors": "docs/errors.md"},
-        {"Notebooks": _pages("notebooks/*/*.ipynb")},
+        {"Notebooks": [{_title(path): path} for path in _pages("notebooks/*/*.ipynb")]},
         {"API": [f"api/{module}.md" for module in API]}]
     return config
 

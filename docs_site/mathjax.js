@@ -1,7 +1,8 @@
-// MathJax for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
+// MathJax for pymdownx.arithmatex (generic mode: math arrives wrapped in \( \) and \[ \])
+// and for the notebook pages, whose Markdown cells keep $...$ and $$...$$ as written.
+// Code (pre, code) is never searched, so a shell prompt's $ stays a dollar sign.
 window.MathJax = {
-  tex: {inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]],
-        processEscapes: true, processEnvironments: true},
-  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex"}
+  tex: {inlineMath: [["\\(", "\\)"], ["$", "$"]], displayMath: [["\\[", "\\]"], ["$$", "$$"]],
+        processEscapes: true, processEnvironments: true}
 };
 document$.subscribe(() => { MathJax.typesetPromise(); });
