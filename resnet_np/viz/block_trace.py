@@ -50,7 +50,8 @@ def _arrow(ax, start, end, color, width=1.2, rad=0.0, gid=None):
 def _norm_label(ax, xy, key, norm, color=BACKWARD):
     """The printed norm of gradient `key`, findable by its gid 'grad:<key>'."""
     text = ax.text(*xy, f"||{key}|| = {norm:.3g}", ha="center", va="top", fontsize=7,
-                   color=color)
+                   color=color, zorder=5,        # on a white patch, readable over an arrow
+                   bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
     text.set_gid(f"grad:{key}")
     return text
 
@@ -206,4 +207,4 @@ def _draw_split(ax, slots, centre, half, grads, residual):
     _arrow(ax, (centre[SUM] + 0.01, y + 0.05), (sc + half, ARC - 0.01), BACKWARD, rad=0.3)
     _arrow(ax, (sc - half, ARC - 0.01), (centre[first] + 0.02, ROW + NODE_H + 0.06), BACKWARD,
            0.5 + scale * shortcut, rad=0.3, gid="split:shortcut")
-    _norm_label(ax, ((centre[first] + sc - half) / 2, ARC - 0.05), "da_l_shortcut", shortcut)
+    _norm_label(ax, ((centre[first] + sc - half) / 2, ARC - 0.02), "da_l_shortcut", shortcut)
