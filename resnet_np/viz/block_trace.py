@@ -140,7 +140,7 @@ def plot_block_trace(block, path=None, x=None):
     _draw_forward(canvas, slots, centre, half, "shortcut" in values)
     _draw_backward(canvas, slots, centre, half, grads)
     _draw_split(canvas, slots, centre, half, grads, "shortcut" in values)
-    fig.suptitle(repr(block).splitlines()[0].rstrip("("), fontsize=9)
+    fig.suptitle(f"{type(block).__name__}({block.extra_repr()})", fontsize=9)
     canvas.text(0.99, 0.01, "black: forward pass.  red: backward pass, the norm of the gradient "
                 "arriving at each node; at a^[l] the arrow widths are proportional to the "
                 "two parts of the split.", ha="right", va="bottom", fontsize=7, color="dimgrey")
