@@ -74,10 +74,7 @@ class Im2colExercise(Exercise):
 class Col2imExercise(Exercise):
     name, symbol, kind = "col2im", "col2im", "function"
     summary = "col2im: add every column entry back to its pixel (the adjoint of im2col)"
-    public = [{"seed": 0, "N": 2, "C": 3, "H": 5, "W": 5, "k": 3, "s": 1, "p": 1},
-              {"seed": 1, "N": 3, "C": 2, "H": 5, "W": 7, "k": 3, "s": 2, "p": 1},
-              {"seed": 2, "N": 1, "C": 1, "H": 4, "W": 6, "k": 2, "s": 2, "p": 0}]
-    hidden = Im2colExercise.hidden
+    public, hidden = Im2colExercise.public, Im2colExercise.hidden     # the same geometries
     hints = {"OVERWRITE": "A pixel inside several windows receives the sum of their entries: "
                           "dxp[...] += window, not dxp[...] = window.",
              "STRIDE_IGNORED": "Window (h, w) goes back to rows h * stride + i, columns "
