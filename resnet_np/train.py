@@ -160,6 +160,8 @@ class Trainer:
     ----------
     epoch : int, number of epochs completed (fit continues from epoch + 1)
     history : History
+    run_record : None or a JSON-serialisable dict describing the run (its arguments,
+        data, versions); saved in every checkpoint and restored by resume
 
     Example
     -------
@@ -190,6 +192,7 @@ class Trainer:
         self.rng = as_generator(rng)
         self.epoch = 0
         self.history = History()
+        self.run_record = None
 
     def _check_data(self, X, y, where, names=("X", "y")):
         # The one full NaN/inf scan of the data, per call: layers do not scan their
@@ -312,9 +315,11 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, path):
-        """Save model, optimizer, epoch, rng state and history to `path` (.npz, atomic)."""
+        """Save model, optimizer, epoch, rng state, history and run_record to `path`
+        (.npz without pickle, atomic)."""
         io.save(path, self.model, self.optimizer, epoch=self.epoch,
-                rng_state=self.rng.bit_generator.state, history=self.history.to_dict())
+                rng_state=self.rng.bit_generator.state, history=self.history.to_dict(),
+                run=self.run_record)
 
     def resume(self, path):
         """Restore everything save_checkpoint wrote; the next fit continues after it."""
@@ -322,4 +327,5 @@ class Trainer:
         self.epoch = int(meta["epoch"])
         self.rng.bit_generator.state = meta["rng_state"]
         self.history = History.from_dict(meta["history"])
+        self.run_record = meta.get("run")
         return self
