@@ -356,7 +356,7 @@ def plot_seed_curves(panels, path=None, title=None, ylabel="training loss", xlab
         if logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title="mean, 95% t band; faint: each seed", title_fontsize=7)
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=10)
