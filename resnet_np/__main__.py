@@ -102,11 +102,17 @@ def train(argv):
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     try:
-        return train_run(args)
+        return train_run(args)              # Ctrl-C during training: handled there (130)
     except UsageError as err:
         if args.debug:
             raise
         p.error(str(err))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\ninterrupted before training started: no checkpoint was written.",
+              file=sys.stderr)
+        return 130
 
 
 class _ConcatCheck:

@@ -205,6 +205,13 @@ def _resume_meta(args):
     return meta, check_resume(meta, args)
 
 
+def _write_json(path, value):
+    """Write JSON to a temporary file, then rename it over `path`: never half a file."""
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(f"{path}.tmp", path)
+
+
 def train_run(args):
     """Train as the parsed `args` say; write run.json, model.npz, history.json, curves.png.
 
@@ -215,7 +222,7 @@ def train_run(args):
     start = time.perf_counter()
     meta, schedule_start = _resume_meta(args)
     (X_train, y_train), (X_test, y_test) = load_data(args)
-    mean, std = data.channel_stats(X_train)
+    mean, std = data.channel_stats(X_train)        # the training set's, for both sets
     X_train, X_test = data.normalize(X_train, mean, std), data.normalize(X_test, mean, std)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     trainer = _trainer(args, (X_train.shape[1:], num_classes), schedule_start)
@@ -229,8 +236,7 @@ def train_run(args):
     args.out = out
     trainer.run_record = run_record(args, len(X_train), len(X_test), X_train.shape[1:],
                                     num_classes, schedule_start)
-    with open(os.path.join(out, "run.json"), "w") as f:
-        json.dump(trainer.run_record, f, indent=1)
+    _write_json(os.path.join(out, "run.json"), trainer.run_record)
     print(f"training {args.model} ({trainer.model.num_parameters():,} parameters) on "
           f"{args.data}: {len(X_train):,} train / {len(X_test):,} test images of shape "
           f"{X_train.shape[1:]}, {args.epochs} epochs, batch {args.batch_size}")
@@ -239,12 +245,12 @@ def train_run(args):
         trainer.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                     val=(X_test, y_test), checkpoint=checkpoint,
                     augment=data.augment_cifar if args.data == "cifar10" else None)
+        trainer.history.save(os.path.join(out, "history.json"))
+        plot_history(trainer.history, os.path.join(out, "curves.png"))
+        scores = trainer.evaluate(X_test, y_test)
     except KeyboardInterrupt:
         print(_interrupted(args, checkpoint), file=sys.stderr)
         return 130
-    trainer.history.save(os.path.join(out, "history.json"))
-    plot_history(trainer.history, os.path.join(out, "curves.png"))
-    scores = trainer.evaluate(X_test, y_test)
     print(f"test accuracy {scores['accuracy']:.4f}  (test loss {scores['loss']:.4f}) "
           f"after {trainer.epoch} epochs, {time.perf_counter() - start:.0f}s in all")
     print(f"wrote {out}/run.json, history.json, curves.png and model.npz (train more "
@@ -256,7 +262,8 @@ def _interrupted(args, checkpoint):
     """What Ctrl-C left behind and the command that resumes it."""
     if not os.path.isfile(checkpoint):
         again = f"resume from {args.resume} again" if args.resume else "run the same command again"
-        return f"\ninterrupted before the first epoch finished: nothing was written. To go on, {again}."
+        return (f"\ninterrupted before the first epoch finished: no checkpoint was written. "
+                f"To go on, {again}.")
     saved = io.read_meta(checkpoint)["epoch"]
     return (f"\ninterrupted: {checkpoint} holds epoch {saved} of {args.epochs}, written "
             f"whole (history.json and curves.png are written at the end). Resume with:\n"

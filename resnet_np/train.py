@@ -13,6 +13,7 @@ with `checkpoint=path`, saves model, optimizer, rng and history after every epoc
 so that `resume(path)` continues exactly where the run left off.
 """
 import json
+import os
 import sys
 import time
 
@@ -60,9 +61,11 @@ class History:
         return cls(d.get("epochs"), d.get("step_loss"))
 
     def save(self, path):
-        """Write the history as JSON."""
-        with open(path, "w") as f:
+        """Write the history as JSON (to a temporary file renamed over `path`, so an
+        interrupted save never leaves half a file)."""
+        with open(f"{path}.tmp", "w") as f:
             json.dump(self.to_dict(), f, indent=1)
+        os.replace(f"{path}.tmp", path)
 
     def __repr__(self):
         return f"History({len(self)} epochs, {len(self.step_loss)} steps)"
