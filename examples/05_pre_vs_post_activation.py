@@ -210,7 +210,7 @@ def moving_average(losses, window):
 
 
 norms = {n: [[v["da"] for v in r["grad_norms"].values()] for r in runs[n]] for n in MODELS}
-viz.plot_seed_curves({f"||dL/da|| at each unit's input, at init ({len(SEEDS)} seeds)": norms},
+viz.plot_seed_curves({f"||dL/da|| at init ({len(SEEDS)} seeds)": norms},
                      os.path.join(args.out, "05_grad_norms_at_init.png"), logy=True,
                      xlabel="unit (1 = stem, then each block, then the head)",
                      ylabel="||dL/da||")
