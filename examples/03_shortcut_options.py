@@ -9,23 +9,27 @@ conv + BN (option B there, option C everywhere). This script
 1. counts parameters, whole model and per block, for each option on one ResNet,
 2. shows the error you get from an identity shortcut across a shape change,
 3. trains the A, B and C models identically (same seed, same initial branch weights,
-   same data order and schedule) and compares their test accuracy.
+   same data order and schedule) and compares their test accuracy, on several seeds
+   (--seeds K: seed, seed+1, ...; each seed draws its own data subset, initial
+   weights and batch order): every seed's accuracy, the mean, standard deviation and
+   95 % Student t interval of each option, and the paired differences A - B, A - C,
+   B - C over the same seeds (resnet_np.stats).
 
 Run (from the repository root)::
 
-    python examples/03_shortcut_options.py               # full: about 4 minutes
-    python examples/03_shortcut_options.py --quick       # seconds (used by the tests)
+    python examples/03_shortcut_options.py               # full: 3 seeds, about 11 minutes
+    python examples/03_shortcut_options.py --quick       # 2 seeds, seconds (the tests)
     python examples/03_shortcut_options.py --out DIR     # default runs/03_shortcut_options
     python examples/03_shortcut_options.py --epochs 30 --seed 1   # longer, another seed
 
 Full mode trains three ResNet-20s on 4,000 of the 10,000 built-in 16x16 images for
 10 epochs (cosine schedule), tested on the 2,000 test images. For speed it trades
 away the paper's scale: 16x16 synthetic shapes instead of ImageNet, a 4k subset,
-10 epochs instead of the paper's ~120 (ImageNet) or 164 (CIFAR), and one seed per
-option (the printed standard error says how large a difference the test set can
-resolve). The recorded full run took 3 min 46 s on the idle 2-core machine (A 77 s,
-B 67 s, C 79 s).
-It writes results.json, the figures 03_shortcut_params.png and 03_test_accuracy.png, and prints a table.
+10 epochs instead of the paper's ~120 (ImageNet) or 164 (CIFAR), and 3 seeds per
+option. One seed took 3 min 46 s on the idle 2-core machine (A 77 s, B 67 s, C 79 s).
+It writes results.json, the figures 03_shortcut_params.png, 03_test_accuracy.png
+(accuracy per epoch: each seed faint, the mean and its 95 % band) and
+03_final_accuracy.png (every seed, the mean and its interval), and prints a table.
 """
 # %%
 import argparse
@@ -34,11 +38,10 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import resnet_np as rn  # noqa: E402 (after sys.path: runs from a source checkout)
 from resnet_np import viz  # noqa: E402 (likewise)
+from resnet_np.stats import format_summary, paired, summary  # noqa: E402 (likewise)
 
 OPTIONS = ("identity", "A", "B", "C")
 TRAINED = ("A", "B", "C")
@@ -48,16 +51,24 @@ REQUIRED_KEYS = ["params.identity", "params.A", "params.B", "params.C",
                  "test_accuracy.B", "test_accuracy.C", "test_accuracy_curve.A",
                  "test_accuracy_curve.B", "test_accuracy_curve.C", "per_block.identity",
                  "per_block.A", "per_block.B", "per_block.C", "block_params.same_shape",
-                 "block_params.boundary"]
+                 "block_params.boundary", "seeds", "paired_test_accuracy"]
+# Each of these is a stats.summary over the seeds: values, n, mean, std, ci95.
+HEADLINE_KEYS = ["test_accuracy.A", "test_accuracy.B", "test_accuracy.C"]
+# Each of these is a stats.paired difference over the same seeds.
+PAIRED_KEYS = ["paired_test_accuracy.A_minus_B", "paired_test_accuracy.A_minus_C",
+               "paired_test_accuracy.B_minus_C"]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, runs in seconds")
     p.add_argument("--out", default=os.path.join("runs", "03_shortcut_options"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds: seed, seed+1, ... (default: 2 quick, 3 full)")
     p.add_argument("--epochs", type=int, default=None, help="override (quick 1, full 10)")
     args = p.parse_args(argv)
+    args.seed_list = [args.seed + i for i in range(args.seeds or (2 if args.quick else 3))]
     sizes = (dict(depth=8, n_train=128, n_test=64, epochs=1) if args.quick else
              dict(depth=20, n_train=4000, n_test=2000, epochs=10))
     sizes["epochs"] = args.epochs or sizes["epochs"]
@@ -129,28 +140,28 @@ def block_params():
 # same schedule: only the shortcuts differ.
 
 # %%
-def load_data(args):
-    (X, y), (X_test, y_test) = rn.load_builtin(seed=args.seed, n_train=args.n_train,
+def load_data(args, seed):
+    (X, y), (X_test, y_test) = rn.load_builtin(seed=seed, n_train=args.n_train,
                                                 n_test=args.n_test)
     mean, std = rn.channel_stats(X)
     return (rn.normalize(X, mean, std), y), (rn.normalize(X_test, mean, std), y_test)
 
 
-def train_one(kind, data, args):
+def train_one(kind, data, args, seed):
     """Train resnet_cifar(depth, shortcut=kind); returns its History and test accuracy."""
     (X, y), (X_test, y_test) = data
-    model = rn.resnet_cifar(args.depth, shortcut=kind, rng=args.seed)
+    model = rn.resnet_cifar(args.depth, shortcut=kind, rng=seed)
     optimizer = rn.SGD(model, lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = rn.WarmupLR(rn.CosineLR(args.lr, args.epochs), warmup_epochs=1,
                            warmup_lr=args.lr / 10, linear=True)
     trainer = rn.Trainer(model, rn.SoftmaxCrossEntropy(), optimizer, schedule=schedule,
-                         rng=args.seed)
+                         rng=seed)
     start = time.perf_counter()
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           val=(X_test, y_test), verbose=0)
     seconds = time.perf_counter() - start
     accuracy = trainer.evaluate(X_test, y_test)["accuracy"]
-    print(f"  shortcut {kind}: test accuracy {accuracy:.4f}, train loss "
+    print(f"  seed {seed}, shortcut {kind}: test accuracy {accuracy:.4f}, train loss "
           f"{history['loss'][-1]:.4f}, {seconds:.0f}s")
     return history, accuracy, seconds
 
@@ -160,15 +171,18 @@ def train_one(kind, data, args):
 
 # %%
 def print_tables(results):
-    print(f"\nParameters of ResNet-{results['depth']} by shortcut option")
-    print(f"{'option':<9}{'params':>10}{'shortcut':>10}{'test acc':>10}{'+/- s.e.':>10}")
+    print(f"\nParameters of ResNet-{results['depth']} by shortcut option, test accuracy "
+          f"(mean ± 95% t interval over seeds {results['seeds']})")
+    print(f"{'option':<9}{'params':>10}{'shortcut':>10}{'test acc (%)':>18}")
     for kind in OPTIONS:
         p, s = results["params"][kind], results["shortcut_params"][kind]
         acc = results["test_accuracy"].get(kind)
-        se = results["test_accuracy_se"].get(kind)
         cells = [f"{p:>10,}", f"{s:>10,}"] if p is not None else [f"{'error':>10}", f"{'-':>10}"]
-        cells += [f"{acc:>10.4f}", f"{se:>10.4f}"] if acc is not None else [f"{'-':>10}"] * 2
+        cells.append(f"{format_summary(acc, scale=100) if acc else '-':>18}")
         print(f"{kind:<9}" + "".join(cells))
+    for label, d in results["paired_test_accuracy"].items():
+        noise = "  (0 inside: within the noise of these seeds)" if d["within_noise"] else ""
+        print(f"paired {label}: {format_summary(d, scale=100)} points{noise}")
     print("\nShortcut parameters per block")
     print(f"{'block':<11}{'shape':<20}" + "".join(f"{k:>10}" for k in OPTIONS))
     for name, info in results["per_block"]["A"].items():
@@ -193,26 +207,37 @@ def count_all(args):
     return results
 
 
+def train_all(args):
+    """Train A, B and C on every seed: per-seed histories, accuracies and seconds."""
+    runs = {kind: [] for kind in TRAINED}
+    for seed in args.seed_list:
+        data = load_data(args, seed)
+        for kind in TRAINED:
+            runs[kind].append(train_one(kind, data, args, seed))
+    return runs
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     results = count_all(args)
-    data = load_data(args)
     print(f"training ResNet-{args.depth} with shortcuts {', '.join(TRAINED)}: "
-          f"{args.n_train} train / {args.n_test} test images, {args.epochs} epochs")
-    for key in ("test_accuracy", "test_accuracy_se", "test_accuracy_curve", "train_loss",
-                "seconds"):
-        results[key] = {}
-    for kind in TRAINED:
-        history, acc, seconds = train_one(kind, data, args)
-        results["test_accuracy"][kind] = acc
-        results["test_accuracy_se"][kind] = float(np.sqrt(acc * (1 - acc) / args.n_test))
-        results["test_accuracy_curve"][kind] = history["val_accuracy"]
-        results["train_loss"][kind] = history["loss"]
-        results["seconds"][kind] = seconds
+          f"{args.n_train} train / {args.n_test} test images, {args.epochs} epochs, "
+          f"seeds {args.seed_list}")
+    runs = train_all(args)
+    accuracy = {kind: [acc for _, acc, _ in runs[kind]] for kind in TRAINED}
+    results["seeds"] = args.seed_list
+    results["test_accuracy"] = {kind: summary(accuracy[kind]) for kind in TRAINED}
+    results["paired_test_accuracy"] = {f"{a}_minus_{b}": paired(accuracy[a], accuracy[b])
+                                       for a, b in (("A", "B"), ("A", "C"), ("B", "C"))}
+    results["test_accuracy_curve"] = {k: [h["val_accuracy"] for h, _, _ in runs[k]] for k in TRAINED}
+    results["train_loss"] = {k: [h["loss"] for h, _, _ in runs[k]] for k in TRAINED}
+    results["seconds"] = {k: [sec for _, _, sec in runs[k]] for k in TRAINED}
     results["settings"] = {k: getattr(args, k) for k in
                            ("depth", "n_train", "n_test", "epochs", "batch_size", "lr", "seed")}
+    results["interval"] = ("95% Student t interval over the seeds: mean -/+ t(0.975, K-1) "
+                           "std / sqrt(K)")
     results["total_seconds"] = time.perf_counter() - start
     print_tables(results)
     save(results, args.out)
@@ -225,11 +250,17 @@ def save(results, out):
     viz.plot_shortcut_params(results["params"], results["shortcut_params"],
                              os.path.join(out, "03_shortcut_params.png"),
                              title=f"ResNet-{results['depth']}: parameters by shortcut option")
-    viz.plot_curve_panels(
+    K = len(results["seeds"])
+    viz.plot_seed_curves(
         {f"ResNet-{results['depth']}: test accuracy per epoch":
          {f"option {k}": v for k, v in results["test_accuracy_curve"].items()}},
         os.path.join(out, "03_test_accuracy.png"), ylabel="test accuracy")
-    print(f"\nwrote {out}/results.json, 03_shortcut_params.png, 03_test_accuracy.png "
+    viz.plot_seed_points({"test accuracy": {f"option {k}": v["values"]
+                                            for k, v in results["test_accuracy"].items()}},
+                         os.path.join(out, "03_final_accuracy.png"), ylabel="test accuracy",
+                         title=f"ResNet-{results['depth']}, {K} seeds: mean and 95% t interval")
+    print(f"\nwrote {out}/results.json, 03_shortcut_params.png, 03_test_accuracy.png, "
+          f"03_final_accuracy.png "
           f"({results['total_seconds']:.0f}s in all)")
 
 

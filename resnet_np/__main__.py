@@ -8,6 +8,7 @@
     python -m resnet_np notebooks    notebooks/ from the docs pages (--check, --execute)
 """
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -52,96 +53,70 @@ def trace(argv):
     return 0
 
 
-MODELS = ("resnet20", "resnet8", "plain20", "mlp")
-DATASETS = ("builtin", "digits", "mnist", "cifar10")
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake prints one line: `<prog>: error: <what and how to fix>`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _load_data(name, directory, parser):
-    from . import data
-    if name == "builtin":
-        return data.load_builtin()
-    if name == "digits":
-        return data.load_digits()
-    if directory is None:
-        parser.error(f"--data {name} needs --data-dir DIR (the folder holding the {name} files)")
-    return (data.load_mnist if name == "mnist" else data.load_cifar10)(directory)
-
-
-def _build_model(name, in_channels, num_classes, image_shape, rng):
-    from .layers.reshape import Flatten
-    from .layers.base import Sequential
-    from .models import residual_mlp, resnet_cifar
-    if name == "mlp":
-        C, H, W = image_shape
-        return Sequential({"flatten": Flatten(),
-                           "mlp": residual_mlp(C * H * W, 128, 2, num_classes, rng=rng)})
-    depth = 8 if name == "resnet8" else 20
-    return resnet_cifar(depth, num_classes=num_classes, in_channels=in_channels,
-                        residual=not name.startswith("plain"), rng=rng)
+def _positive(kind, example):
+    """An argparse type: a finite int or float > 0; the message shows `example`."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            noun = "a whole number" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"expected {noun} > 0, got {text!r}. "
+                                             f"Try e.g. {example}.")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def train(argv):
-    """Train a model, show progress, write history.json, curves.png and model.npz."""
-    import os
-    import time
+    """Train a model, show progress, write run.json, history.json, curves.png, model.npz."""
+    from .runs import DATASETS, MODELS, UsageError, train_run
 
-    from . import data
-    from .losses import SoftmaxCrossEntropy
-    from .optim import SGD, CosineLR, WarmupLR
-    from .train import Trainer
-    from .viz import plot_history
-
-    p = argparse.ArgumentParser(prog="python -m resnet_np train",
-                                description="Train a ResNet (default: ResNet-20 on the built-in "
-                                            "shapes data set, a few minutes on a laptop CPU).")
+    p = _OneLineParser(prog="python -m resnet_np train",
+                       description="Train a ResNet (default: ResNet-20 on the built-in shapes "
+                                   "data set, a few minutes on a laptop CPU). Writes run.json "
+                                   "(every argument, data and versions), model.npz after "
+                                   "every epoch, history.json and curves.png.")
     p.add_argument("--model", choices=MODELS, default="resnet20")
     p.add_argument("--data", choices=DATASETS, default="builtin")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST or CIFAR-10 files")
-    p.add_argument("--epochs", type=int, default=6, help="total epochs (a resumed run "
-                   "continues up to this number)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine schedule "
-                   "after a one-epoch linear warm-up)")
+    p.add_argument("--epochs", type=_positive(int, "--epochs 6"), default=6,
+                   help="total epochs (a resumed run continues up to this number)")
+    p.add_argument("--batch-size", type=_positive(int, "--batch-size 128"), default=128)
+    p.add_argument("--lr", type=_positive(float, "--lr 0.1"), default=0.1,
+                   help="peak learning rate (cosine schedule after a one-epoch linear "
+                   "warm-up from lr/10)")
     p.add_argument("--out", default=None, help="output folder (default runs/<timestamp>/)")
-    p.add_argument("--resume", default=None, metavar="CKPT", help="model.npz of an earlier run")
-    p.add_argument("--limit", type=int, default=None, help="use only the first LIMIT "
-                   "training and test images (quick runs)")
+    p.add_argument("--resume", default=None, metavar="CKPT",
+                   help="model.npz of an earlier run, continued with the same arguments")
+    p.add_argument("--extend", action="store_true",
+                   help="with --resume: train a finished run up to a larger --epochs; the "
+                   "schedule restarts: back to --lr, cosine down to 0 over the added epochs")
+    p.add_argument("--limit", type=_positive(int, "--limit 500"), default=None,
+                   help="use only the first LIMIT training and test images (quick runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
-
-    start = time.perf_counter()
-    (X_train, y_train), (X_test, y_test) = _load_data(args.data, args.data_dir, p)
-    if args.limit:
-        X_train, y_train = X_train[:args.limit], y_train[:args.limit]
-        X_test, y_test = X_test[:args.limit], y_test[:args.limit]
-    mean, std = data.channel_stats(X_train)
-    X_train, X_test = data.normalize(X_train, mean, std), data.normalize(X_test, mean, std)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-    model = _build_model(args.model, X_train.shape[1], num_classes, X_train.shape[1:], args.seed)
-    optimizer = SGD(model, lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    schedule = WarmupLR(CosineLR(args.lr, args.epochs), warmup_epochs=min(1, args.epochs),
-                        warmup_lr=args.lr / 10, linear=True)
-    trainer = Trainer(model, SoftmaxCrossEntropy(), optimizer, schedule=schedule, rng=args.seed)
-    if args.resume:
-        trainer.resume(args.resume)
-        print(f"resumed from {args.resume} after epoch {trainer.epoch}")
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
-    augment = data.augment_cifar if args.data == "cifar10" else None
-    print(f"training {args.model} ({model.num_parameters():,} parameters) on {args.data}: "
-          f"{len(X_train):,} train / {len(X_test):,} test images of shape {X_train.shape[1:]}, "
-          f"{args.epochs} epochs, batch {args.batch_size}")
-    trainer.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                val=(X_test, y_test), augment=augment,
-                checkpoint=os.path.join(out, "model.npz"))
-    trainer.history.save(os.path.join(out, "history.json"))
-    plot_history(trainer.history, os.path.join(out, "curves.png"))
-    scores = trainer.evaluate(X_test, y_test)
-    print(f"test accuracy {scores['accuracy']:.4f}  (test loss {scores['loss']:.4f}) "
-          f"after {trainer.epoch} epochs, {time.perf_counter() - start:.0f}s in all")
-    print(f"wrote {out}/history.json, {out}/curves.png and {out}/model.npz "
-          f"(resume with --resume {out}/model.npz)")
-    return 0
+    try:
+        return train_run(args)              # Ctrl-C during training: handled there (130)
+    except UsageError as err:
+        if args.debug:
+            raise
+        p.error(str(err))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\ninterrupted before training started: no checkpoint was written.",
+              file=sys.stderr)
+        return 130
 
 
 def gradcheck(argv):

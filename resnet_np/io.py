@@ -190,6 +190,25 @@ def load(path, model, optimizer=None):
     return json.loads(str(arrays["meta"]))
 
 
+def read_meta(path):
+    """The meta dict of the checkpoint at `path`, without building a model.
+
+    Errors as in `load`: FileNotFoundError for a missing file, ValueError for a
+    truncated or foreign one.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> from resnet_np import Dense
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> save(path, Dense(3, 2, rng=0), epoch=3)
+    >>> read_meta(path)
+    {'epoch': 3}
+    """
+    _, arrays = _read(path)
+    return json.loads(str(arrays["meta"]))
+
+
 
 # -- PyTorch names ------------------------------------------------------------------
 # Our models name modules by role (stem, stage1, shortcut) and tensors by their math

@@ -13,6 +13,7 @@ with `checkpoint=path`, saves model, optimizer, rng and history after every epoc
 so that `resume(path)` continues exactly where the run left off.
 """
 import json
+import os
 import sys
 import time
 
@@ -60,9 +61,11 @@ class History:
         return cls(d.get("epochs"), d.get("step_loss"))
 
     def save(self, path):
-        """Write the history as JSON."""
-        with open(path, "w") as f:
+        """Write the history as JSON (to a temporary file renamed over `path`, so an
+        interrupted save never leaves half a file)."""
+        with open(f"{path}.tmp", "w") as f:
             json.dump(self.to_dict(), f, indent=1)
+        os.replace(f"{path}.tmp", path)
 
     def __repr__(self):
         return f"History({len(self)} epochs, {len(self.step_loss)} steps)"
@@ -160,6 +163,8 @@ class Trainer:
     ----------
     epoch : int, number of epochs completed (fit continues from epoch + 1)
     history : History
+    run_record : None or a JSON-serialisable dict describing the run (its arguments,
+        data, versions); saved in every checkpoint and restored by resume
 
     Example
     -------
@@ -190,6 +195,7 @@ class Trainer:
         self.rng = as_generator(rng)
         self.epoch = 0
         self.history = History()
+        self.run_record = None
 
     def _check_data(self, X, y, where, names=("X", "y")):
         # The one full NaN/inf scan of the data, per call: layers do not scan their
@@ -312,9 +318,11 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, path):
-        """Save model, optimizer, epoch, rng state and history to `path` (.npz, atomic)."""
+        """Save model, optimizer, epoch, rng state, history and run_record to `path`
+        (.npz without pickle, atomic)."""
         io.save(path, self.model, self.optimizer, epoch=self.epoch,
-                rng_state=self.rng.bit_generator.state, history=self.history.to_dict())
+                rng_state=self.rng.bit_generator.state, history=self.history.to_dict(),
+                run=self.run_record)
 
     def resume(self, path):
         """Restore everything save_checkpoint wrote; the next fit continues after it."""
@@ -322,4 +330,5 @@ class Trainer:
         self.epoch = int(meta["epoch"])
         self.rng.bit_generator.state = meta["rng_state"]
         self.history = History.from_dict(meta["history"])
+        self.run_record = meta.get("run")
         return self

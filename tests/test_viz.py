@@ -189,3 +189,36 @@ def test_plot_block_trace_draws_the_given_input_or_the_recorded_pass(rng):
     np.testing.assert_array_equal(block.intermediates()["a_l"], 2 * x)
     assert fig.axes[1].get_label() == "a_l"
     assert viz.plot_block_trace.__module__ == "resnet_np.viz.block_trace"
+
+
+# -- several seeds (issue 13) --------------------------------------------------------------
+def test_plot_seed_curves_band_is_the_t_interval_of_the_mean(tmp_path):
+    from resnet_np.viz import plot_seed_curves
+    seeds = [[1.0, 0.5, 0.2], [2.0, 1.5, 0.4], [3.0, 1.0, 0.3]]
+    fig = plot_seed_curves({"p": {"a": seeds}, "q": {"b": [[1.0, 2.0, 3.0]]}},
+                           tmp_path / "c.png", x=[8, 20, 32])
+    assert (tmp_path / "c.png").exists()
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), np.mean(seeds, axis=0))
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [8, 20, 32])
+    assert len(ax.lines) == 4                          # the mean and 3 faint seeds
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    half = 4.3027 * np.std(seeds, axis=0, ddof=1) / np.sqrt(3)
+    assert band.max() == pytest.approx((np.mean(seeds, axis=0) + half).max())
+    assert band.min() == pytest.approx((np.mean(seeds, axis=0) - half).min())
+    assert len(fig.axes[1].collections) == 0           # one seed: no band
+    assert "3 seeds" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_plot_seed_points_error_bars_and_every_seed(tmp_path):
+    from resnet_np.viz import plot_seed_points
+    values = {"A": {"x": [1.0, 2.0, 3.0], "y": [0.0, 0.0, 0.0]}, "B": {"x": [1.0, 1.0, 1.0],
+                                                                     "y": [5.0, 6.0, 7.0]}}
+    fig = plot_seed_points(values, tmp_path / "p.png")
+    ax = fig.axes[0]
+    assert (tmp_path / "p.png").exists()
+    means = [list(line.get_ydata()) for line in ax.lines if line.get_marker() == "o"]
+    assert means == [[2.0, 0.0], [1.0, 6.0]]
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections
+                           if c.get_offsets().shape[0] == 3])
+    assert sorted(dots.tolist()) == sorted(sum((v for s in values.values() for v in s.values()), []))
