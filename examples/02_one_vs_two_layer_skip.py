@@ -28,7 +28,7 @@ for each headline number, the mean, standard deviation and 95 % Student t interv
 
 Run (from the repository root):
 
-    python examples/02_one_vs_two_layer_skip.py        # 3 seeds, about 75 s on 2 cores
+    python examples/02_one_vs_two_layer_skip.py        # 3 seeds, about 2 min on 2 cores
     python examples/02_one_vs_two_layer_skip.py --quick --out /tmp/x      # 2 seeds
     python examples/02_one_vs_two_layer_skip.py --seeds 5
 

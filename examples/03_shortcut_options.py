@@ -17,7 +17,7 @@ conv + BN (option B there, option C everywhere). This script
 
 Run (from the repository root)::
 
-    python examples/03_shortcut_options.py               # full: 3 seeds, about 11 minutes
+    python examples/03_shortcut_options.py               # full: 3 seeds, 11-15 minutes
     python examples/03_shortcut_options.py --quick       # 2 seeds, seconds (the tests)
     python examples/03_shortcut_options.py --out DIR     # default runs/03_shortcut_options
     python examples/03_shortcut_options.py --epochs 30 --seed 1   # longer, another seed

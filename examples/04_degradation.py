@@ -19,7 +19,7 @@ deviation and 95 % Student t interval, and the paired difference plain - residua
 
 Run (from the repository root):
 
-    python examples/04_degradation.py                  # 3 seeds, ~20 min on 2 idle cores
+    python examples/04_degradation.py                  # 3 seeds, 20-23 min on 2 cores
     python examples/04_degradation.py --quick --out /tmp/x         # 2 seeds, seconds
 
 Writes results.json (keys in REQUIRED_KEYS), degradation_curves.png (training error

@@ -22,7 +22,7 @@ paired differences post - pre and plain - pre over the same seeds.
 
 Run (from the repository root):
 
-    python examples/05_pre_vs_post_activation.py               # full: 3 seeds, about 6 minutes
+    python examples/05_pre_vs_post_activation.py               # full: 3 seeds, 6-8 minutes
     python examples/05_pre_vs_post_activation.py --quick --out /tmp/05   # 2 seeds, seconds
 
 Full mode: depth 56, 2,000 training and 1,000 test images, 3 epochs, batch 64,

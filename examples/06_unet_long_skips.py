@@ -20,7 +20,7 @@ the mean over all pixels.
 
 Run (from the repository root):
 
-    python examples/06_unet_long_skips.py                  # full: 3 seeds, under 3 minutes
+    python examples/06_unet_long_skips.py                  # full: 3 seeds, 3-4 minutes
     python examples/06_unet_long_skips.py --quick --out /tmp/06    # 2 seeds, seconds (tests)
 
 Full mode: 4,000 training and 1,000 test images, 8 epochs, width 8, 2 levels
