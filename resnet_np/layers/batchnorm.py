@@ -37,7 +37,10 @@ class _BatchNorm(Layer):
         dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M)
 
     In eval mode mean and var are the running statistics, constants, so the layer is
-    a per-channel affine map and dx = dy * gamma / sqrt(running_var + eps).
+    a per-channel affine map, computed as y = x * scale + shift with
+    scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale (two
+    passes over x), and dx = dy * scale. An eval forward copies nothing for backward:
+    its cache keeps a reference to x and the per-channel constants.
     """
 
     _ndim = None            # number of input dimensions
@@ -66,29 +69,36 @@ class _BatchNorm(Layer):
         N = x.shape[0]
         x3 = x.reshape(N, C, -1)                               # (N, C, L): a view if contiguous
         L = x3.shape[2]
-        if self.training:
-            M = N * L
-            if M < 2:
-                raise ValueError(message(
-                    self._where, "more than 1 value per channel when training",
-                    f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
-                    "eval() to use the running statistics."))
-            mean = np.einsum("ncl->c", x3) / M                 # (C,), sums in one pass
-            x_centered = x3 - _rows(mean, L)                   # (N, C, L)
-            var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
-            # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
-            for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
-                self.buffers[key] *= 1 - self.momentum
-                self.buffers[key] += self.momentum * stat
-        else:
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not self.training:          # running statistics: y = x * scale + shift, two passes
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-            x_centered = x3 - _rows(mean.astype(x.dtype), L)
+            inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+            scale, shift = gamma * inv_std, beta - mean * gamma * inv_std  # (C,) each
+            out = x3 * _rows(scale.astype(x.dtype, copy=False), L)     # (N, C, L)
+            out += _rows(shift.astype(x.dtype, copy=False), L)
+            # nothing copied for backward: x itself (a reference) and the constants
+            self.cache = {"x": x, "mean": mean.astype(x.dtype), "inv_std": inv_std,
+                          "training": False}
+            return out.reshape(x.shape)
+        M = N * L
+        if M < 2:
+            raise ValueError(message(
+                self._where, "more than 1 value per channel when training",
+                f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
+                "eval() to use the running statistics."))
+        mean = np.einsum("ncl->c", x3) / M                     # (C,), sums in one pass
+        x_centered = x3 - _rows(mean, L)                       # (N, C, L)
+        var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
+        # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
+        for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
+            self.buffers[key] *= 1 - self.momentum
+            self.buffers[key] += self.momentum * stat
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)      # (C,)
         # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
-        out = x_centered * _rows(self.params["gamma"] * inv_std, L)     # (N, C, L)
-        out += _rows(self.params["beta"], L)
+        out = x_centered * _rows(gamma * inv_std, L)           # (N, C, L)
+        out += _rows(beta, L)
         self.cache = {"x_centered": x_centered.reshape(x.shape), "inv_std": inv_std,
-                      "training": self.training}
+                      "training": True}
         return out.reshape(x.shape)
 
     def _shape_fix(self, x):
@@ -98,7 +108,12 @@ class _BatchNorm(Layer):
         return f"Set num_features to the number of channels of the previous layer ({x.shape[1]})."
 
     def backward(self, dout):
-        x_centered, inv_std, training = self._cached("x_centered", "inv_std", "training")
+        inv_std, training = self._cached("inv_std", "training")
+        if training:
+            x_centered = self.cache["x_centered"]
+        else:                                                  # eval kept x, not x - mean
+            x, mean = self.cache["x"], self.cache["mean"]
+            x_centered = x - (mean[:, None, None] if x.ndim == 4 else mean)
         N, C = x_centered.shape[:2]
         xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
         L = xc3.shape[2]
@@ -152,9 +167,10 @@ class BatchNorm1d(_BatchNorm):
     ----------
     params : "gamma" (ones), "beta" (zeros), both (D,)
     buffers : "running_mean" (zeros), "running_var" (ones), both (D,)
-    cache : "x_centered" (N, D) = x - mean, "inv_std" (D,) = 1 / sqrt(var + eps),
+    cache : training: "x_centered" (N, D) = x - mean, "inv_std" (D,) = 1 / sqrt(var + eps),
         "training" (bool, the mode of the forward pass; backward follows it).
         xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+        eval: "x" (the input itself, not a copy), "mean", "inv_std", "training".
 
     Shape
     -----
@@ -206,9 +222,10 @@ class BatchNorm2d(_BatchNorm):
     ----------
     params : "gamma" (ones), "beta" (zeros), both (C,)
     buffers : "running_mean" (zeros), "running_var" (ones), both (C,)
-    cache : "x_centered" (N, C, H, W) = x - mean, "inv_std" (C,) = 1 / sqrt(var + eps),
+    cache : training: "x_centered" (N, C, H, W) = x - mean, "inv_std" (C,) = 1 / sqrt(var + eps),
         "training" (bool, the mode of the forward pass; backward follows it).
         xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+        eval: "x" (the input itself, not a copy), "mean", "inv_std", "training".
 
     Shape
     -----
