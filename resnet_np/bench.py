@@ -127,7 +127,11 @@ def bench_convs(batch, repeat, torch=None):
 
 # -- ResNet-20 -----------------------------------------------------------------------
 def _numpy_resnet20(batch, rng):
-    """{"train": step, "infer": step} closures for resnet_np's ResNet-20, SGD momentum 0.9."""
+    """{"train", "infer", "eval"} closures for resnet_np's ResNet-20, SGD momentum 0.9.
+
+    "infer" runs the inference path, model.fuse() (BatchNorm folded into the convs; the
+    copy is made once, before timing, as after training); "eval" the unfused eval model.
+    """
     from .losses import SoftmaxCrossEntropy
     from .models import resnet_cifar
     from .optim import SGD
@@ -135,6 +139,7 @@ def _numpy_resnet20(batch, rng):
     loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, batch)
+    fused = model.fuse()
 
     def train_step():
         model.train()
@@ -143,10 +148,13 @@ def _numpy_resnet20(batch, rng):
         sgd.step()
 
     def infer():
+        fused.forward(x)
+
+    def unfused_eval():
         model.eval()
         model.forward(x)
 
-    return {"train": train_step, "infer": infer}
+    return {"train": train_step, "infer": infer, "eval": unfused_eval}
 
 
 def _torch_resnet20_model(torch):
@@ -201,7 +209,7 @@ def _torch_resnet20(torch, batch, rng):
         with torch.no_grad():
             model(x)
 
-    return {"train": train_step, "infer": infer}
+    return {"train": train_step, "infer": infer, "eval": infer}
 
 
 def peak_memory_mb(framework, batch, mode="train"):
@@ -237,8 +245,11 @@ def _memory_child(framework, batch, mode):
 
 
 def bench_resnet20(batch, repeat, torch=None, memory=None):
-    """{framework: {train_images_per_s, infer_images_per_s, peak_mb, train_increase_mb,
-    infer_peak_mb, infer_increase_mb}}.
+    """{framework: {train_images_per_s, infer_images_per_s, eval_images_per_s, peak_mb,
+    train_increase_mb, infer_peak_mb, infer_increase_mb}}.
+
+    infer: numpy's fused copy (model.fuse()), torch's eval model under no_grad();
+    eval: numpy's unfused eval model (for torch, the same as infer).
 
     `memory` maps (framework, mode) -> (peak MB, increase MB), measured earlier by
     peak_memory_mb.
@@ -248,10 +259,13 @@ def bench_resnet20(batch, repeat, torch=None, memory=None):
     if torch is not None:
         runners["torch"] = _torch_resnet20(torch, batch, rng)
     result = {name: {} for name in runners}
-    for mode in ("train", "infer"):
-        ms = _interleaved({name: r[mode] for name, r in runners.items()}, repeat)
-        for name in runners:
+    for mode in ("train", "infer", "eval"):
+        ms = _interleaved({name: r[mode] for name, r in runners.items()
+                           if mode != "eval" or name == "numpy"}, repeat)
+        for name in ms:
             result[name][f"{mode}_images_per_s"] = batch / ms[name] * 1e3
+    if "torch" in result:                               # torch's inference is its eval model
+        result["torch"]["eval_images_per_s"] = result["torch"]["infer_images_per_s"]
     for name in runners:
         for mode, prefix in (("train", ""), ("infer", "infer_")):
             peak, grew = (memory or {}).get((name, mode), (None, None))

@@ -20,6 +20,7 @@ def test_bench_runs_and_writes_every_figure(tmp_path, capsys):
     assert all(row["forward_ms"] > 0 and row["backward_gflops"] > 0 for row in report["convs"])
     numpy = report["resnet20"]["numpy"]
     assert numpy["train_images_per_s"] > 0 and numpy["infer_images_per_s"] > 0
+    assert numpy["eval_images_per_s"] > 0
     assert numpy["peak_mb"] > 0 and numpy["infer_peak_mb"] > 0
     assert "torch" not in report["resnet20"]
     assert set(report["scaling"]) == {"2", "3"} and report["scaling"]["3"]["numpy"] > 0
@@ -31,8 +32,8 @@ def _figures(numpy_ms, torch_ms, train, infer, peaks):
     rows = [{"shape": s, "framework": f, "forward_ms": ms, "backward_ms": ms}
             for s, n, t in zip(("a", "b"), numpy_ms, torch_ms)
             for f, ms in (("numpy", n), ("torch", t))]
-    result = {f: {"train_images_per_s": tr, "infer_images_per_s": inf, "peak_mb": p,
-                  "infer_peak_mb": ip}
+    result = {f: {"train_images_per_s": tr, "infer_images_per_s": inf,
+                  "eval_images_per_s": inf / 2, "peak_mb": p, "infer_peak_mb": ip}
               for f, tr, inf, (p, ip) in zip(("numpy", "torch"), train, infer, peaks)}
     return rows, result
 
