@@ -7,7 +7,8 @@ peak, and where does the rest of a training step go?
 This script measures, on the machine it runs on:
 
 1. the GEMM rate: a large float32 matrix product, on one core and on all of them;
-2. the memory bandwidth: a large array copy (read + write) and a = b + c, one core;
+2. the memory bandwidth: an array copy (read + write) and a = b + c, one core, on
+   arrays larger than the caches and on 8 MB arrays (one stage-1 activation at batch 128);
 3. every ResNet-20 convolution's forward pass: its FLOPs, the bytes it must move at
    least (input, weights, output) and the bytes its column matrix moves (written once,
    read once by the product), and the GFLOP/s it reaches;
@@ -48,6 +49,7 @@ from resnet_np.layers import _fast_conv
 
 REQUIRED_KEYS = ["machine.cores", "machine.l2_bytes", "gemm_gflops.one_core",
                  "gemm_gflops.all_cores", "bandwidth_gb_s.copy", "bandwidth_gb_s.add",
+                 "bandwidth_gb_s.copy_activation",
                  "ridge_flop_per_byte", "convs", "elementwise.gflops", "profile.step_ms", "profile.rows"]
 
 
@@ -180,12 +182,13 @@ def profile_step(batch, repeat):
 def plot_roofline(results, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    bw, ridge = results["bandwidth_gb_s"]["copy"], results["ridge_flop_per_byte"]
+    peak, peak_all = results["gemm_gflops"]["one_core"], results["gemm_gflops"]["all_cores"]
     intensity = np.logspace(-1.5, 2.5, 200)
-    for peak, text, style in ((results["gemm_gflops"]["one_core"], "1 core", "-"),
-                              (results["gemm_gflops"]["all_cores"], "all cores", "--")):
+    for bw, text, style in ((results["bandwidth_gb_s"]["copy"], "large arrays", "-"),
+                            (results["bandwidth_gb_s"]["copy_activation"], "8 MB arrays", "--")):
         ax.plot(intensity, np.minimum(peak, intensity * bw), style, color="0.3",
-                label=f"roof: {text}, GEMM {peak:.0f} GFLOP/s, {bw:.0f} GB/s")
+                label=f"roof: 1-core GEMM {peak:.0f} GFLOP/s, {text} {bw:.0f} GB/s")
+    ax.axhline(peak_all, color="0.6", linestyle=":", label=f"all-core GEMM {peak_all:.0f} GFLOP/s")
     for i, p in enumerate(results["convs"]):
         ax.annotate("", xy=(p["intensity_least"], p["gflops"]),
                     xytext=(p["intensity_columns"], p["gflops"]),
@@ -194,6 +197,7 @@ def plot_roofline(results, path):
                 label=f"conv {p['shape']}")
     e = results["elementwise"]
     ax.plot(e["intensity"], e["gflops"], "s", color="k", label="BatchNorm eval (x * s + b)")
+    ridge = results["ridge_flop_per_byte"]
     ax.axvline(ridge, color="0.8", linestyle=":")
     ax.text(ridge * 1.08, 0.6, f"ridge point\n{ridge:.0f} flop/byte", fontsize=8, color="0.4")
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (flop per byte moved)",
@@ -236,6 +240,9 @@ if __name__ == "__main__":
     results["gemm_gflops"] = {"one_core": gemm_gflops(n, repeat, 1),
                               "all_cores": gemm_gflops(n, repeat, cores)}
     results["bandwidth_gb_s"] = bandwidth_gb_s(16 if args.quick else 256, repeat)
+    activation = bandwidth_gb_s(8, repeat)          # a stage-1 activation at batch 128
+    results["bandwidth_gb_s"].update(copy_activation=activation["copy"],
+                                     add_activation=activation["add"])
     results["ridge_flop_per_byte"] = (results["gemm_gflops"]["one_core"] /
                                       results["bandwidth_gb_s"]["copy"])
     results["convs"] = conv_points(batch, repeat)
@@ -245,9 +252,12 @@ if __name__ == "__main__":
 
     print(f"GEMM float32: {results['gemm_gflops']['one_core']:.0f} GFLOP/s on 1 core, "
           f"{results['gemm_gflops']['all_cores']:.0f} on {cores}")
-    print(f"bandwidth, 1 core: copy {results['bandwidth_gb_s']['copy']:.1f} GB/s, "
-          f"a = b + c {results['bandwidth_gb_s']['add']:.1f} GB/s; ridge point "
-          f"{results['ridge_flop_per_byte']:.1f} flop/byte")
+    bw = results["bandwidth_gb_s"]
+    print(f"bandwidth, 1 core, large arrays: copy {bw['copy']:.1f} GB/s, a = b + c "
+          f"{bw['add']:.1f} GB/s; 8 MB arrays: copy {bw['copy_activation']:.1f} GB/s, "
+          f"a = b + c {bw['add_activation']:.1f} GB/s")
+    print(f"ridge point (1-core GEMM / large-array copy): {results['ridge_flop_per_byte']:.1f} "
+          "flop/byte")
     print(f"\n{'conv forward':<17} {'flop/byte (least)':>17} {'(im2col)':>9} {'GFLOP/s':>8}")
     for p in results["convs"]:
         print(f"{p['shape']:<17} {p['intensity_least']:>17.1f} {p['intensity_columns']:>9.1f} "
