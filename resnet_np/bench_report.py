@@ -50,9 +50,9 @@ def print_resnet20(result):
 
 def print_scaling(scaling):
     """Time per image of a training step at each batch size, per framework."""
-    print(f"\n{'batch scaling':<13} " + " ".join(f"{f'batch {b} ms/img':>16}" for b in scaling))
+    print(f"\n{'batch scaling':<13} " + " ".join(f"{f'batch {b} ms/img':>17}" for b in scaling))
     for name in next(iter(scaling.values())):
-        print(f"{name:<13} " + " ".join(f"{per[name]:>16.2f}" for per in scaling.values()))
+        print(f"{name:<13} " + " ".join(f"{per[name]:>17.2f}" for per in scaling.values()))
 
 
 def targets(rows, result, scaling):

@@ -9,10 +9,10 @@ After a convolution z = W (*) x + b that map can be folded into the convolution 
     y = (W * scale) (*) x + (b * scale + shift)        (scale per output channel)
 
 so conv -> BN becomes one conv with new weights and a bias, and a ReLU after it runs
-in place on the conv's fresh output. `fuse(model)` (or
-`model.fuse()`) returns such a copy for inference: the same logits as `model.eval()`,
-fewer passes over memory, and no caches (it has no backward). The model itself is left
-unchanged; fuse again after its parameters change.
+in place on the conv's fresh output. `fuse(model)` (or `model.fuse()`) returns such a
+copy for inference: the same logits as `model.eval()` (it uses the running statistics,
+whatever mode the model is in), fewer passes over memory, and no caches (it has no
+backward). The model itself is left unchanged; fuse again after its parameters change.
 
 What is fused: Conv2d -> BatchNorm2d (-> ReLU) inside any Sequential (stems, projection
 shortcuts), BatchNorm2d -> ReLU (pre-activation), BasicBlock and PreActBlock. Any other
