@@ -58,3 +58,11 @@ def test_targets_fail_just_past_each_limit():
                             peaks=((507, 254), (460, 300)))
     found = targets(rows, result, {32: {"numpy": 1.31}, 128: {"numpy": 1.0}})
     assert [met for _, met in found] == [True, False, False, False, False, False]
+
+
+def test_scaling_batches_pair_32_with_128():
+    from resnet_np.bench import _scaling_batches
+    assert _scaling_batches(128, None) == [32, 128]
+    assert _scaling_batches(32, None) == [32, 128]
+    assert _scaling_batches(64, 8) == [8, 64]
+    assert _scaling_batches(128, 0) == []
