@@ -8,7 +8,14 @@ channel. The only differences are the input layout they accept and the messages.
 import numpy as np
 
 from .._checks import check_array, check_float, check_int, message
+from . import _fast_batchnorm, _kernels
 from .base import Layer
+
+
+def _fast_path(*arrays):
+    """Whether the fast path runs: outside reference_kernels(), on one dtype, on >1 core."""
+    return (not _kernels.REFERENCE and len({a.dtype for a in arrays}) == 1
+            and _fast_batchnorm.workers() > 1)
 
 
 def _rows(v, L):
@@ -41,6 +48,10 @@ class _BatchNorm(Layer):
     scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale (two
     passes over x), and dx = dy * scale. An eval forward copies nothing for backward:
     its cache keeps a reference to x and the per-channel constants.
+
+    Training inputs of 4 MB or more run the same passes with the batch split over the
+    cores (the private resnet_np.layers._fast_batchnorm); under reference_kernels() the
+    code below runs, and tests assert the two agree.
     """
 
     _ndim = None            # number of input dimensions
@@ -86,17 +97,22 @@ class _BatchNorm(Layer):
                 self._where, "more than 1 value per channel when training",
                 f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
                 "eval() to use the running statistics."))
-        mean = np.einsum("ncl->c", x3) / M                     # (C,), sums in one pass
-        x_centered = x3 - _rows(mean, L)                       # (N, C, L)
-        var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
+        if x.nbytes >= _fast_batchnorm.MIN_BYTES and _fast_path(x, gamma):
+            # the fast path: the same numbers, the batch split over the cores
+            out, x_centered, mean, var, inv_std = _fast_batchnorm.normalise(x3, gamma, beta,
+                                                                            self.eps)
+        else:                                                  # the code to read
+            mean = np.einsum("ncl->c", x3) / M                 # (C,), sums in one pass
+            x_centered = x3 - _rows(mean, L)                   # (N, C, L)
+            var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
+            inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+            # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
+            out = x_centered * _rows(gamma * inv_std, L)       # (N, C, L)
+            out += _rows(beta, L)
         # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
         for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
             self.buffers[key] *= 1 - self.momentum
             self.buffers[key] += self.momentum * stat
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)      # (C,)
-        # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
-        out = x_centered * _rows(gamma * inv_std, L)           # (N, C, L)
-        out += _rows(beta, L)
         self.cache = {"x_centered": x_centered.reshape(x.shape), "inv_std": inv_std,
                       "training": True}
         return out.reshape(x.shape)
@@ -117,6 +133,12 @@ class _BatchNorm(Layer):
         N, C = x_centered.shape[:2]
         xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
         L = xc3.shape[2]
+        if training and dout3.nbytes >= _fast_batchnorm.MIN_BYTES and \
+                _fast_path(dout3, xc3, self.params["gamma"]):
+            # the fast path: the same numbers, the batch split over the cores
+            dx, dbeta, dgamma = _fast_batchnorm.backward(dout3, xc3, inv_std, self.params["gamma"])
+            self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
+            return dx.reshape(dout.shape)
         dbeta = np.einsum("ncl->c", dout3)                     # (C,)
         dgamma = np.einsum("ncl,ncl->c", dout3, xc3) * inv_std  # (C,), sum(dout * xhat)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
