@@ -3,6 +3,7 @@ from .blocks import BasicBlock, Bottleneck, DenseResidualBlock, PreActBlock, Res
 from .gradcheck import GradReport, check_gradients, numerical_gradient, rel_error
 from .data import (BUILTIN_CLASSES, augment_cifar, channel_stats, load_builtin, load_cifar10,
                    load_digits, load_mnist, normalize, random_crop, random_flip, sample_grid)
+from .fuse import fuse
 from .io import load, load_torch_state_dict, save, to_torch_state_dict, torch_names
 from .inspect import gradient_norms, identity_path_report, linearity_probe, step_through
 from .layers import Conv2d, col2im, im2col, reference_kernels
@@ -37,4 +38,5 @@ __all__ = [
     "load_digits", "random_crop", "random_flip", "augment_cifar", "normalize", "channel_stats",
     "save", "load", "to_torch_state_dict", "load_torch_state_dict", "torch_names",
     "step_through", "gradient_norms", "identity_path_report", "linearity_probe",
+    "fuse",
 ]

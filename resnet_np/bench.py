@@ -1,8 +1,10 @@
-"""Benchmark: `python -m resnet_np bench [--batch 128] [--json PATH] [--repeat 5]`.
+"""Benchmark: `python -m resnet_np bench [--batch 128] [--scaling-batch 32] [--json PATH]`.
 
 Prints, for every convolution shape of ResNet-20 on CIFAR (all 3x3, padding 1, no
 bias), the forward and backward time in ms and GFLOP/s; then ResNet-20 training
-steps and inference in images/s, and the peak resident memory of a training step.
+steps and inference in images/s, the peak resident memory of training steps and of
+inference passes, the time per image of a training step at a second batch size
+(the batch-scaling line), and the targets of issue 12, each met or not met.
 If PyTorch is installed, the same figures for torch in the same run: same thread
 count (torch.set_num_threads), runs interleaved (numpy, torch, numpy, torch, ...),
 and the ratios. Each figure is the best (fastest) of `--repeat` timed runs after a
@@ -11,9 +13,10 @@ warm-up: on a shared machine the best run is the one least disturbed by other pr
 FLOPs: a forward convolution is 2 * N * C_out * H_out * W_out * C_in * kH * kW
 (multiply and add); backward computes dx and dW, twice that.
 
-Peak memory: each framework runs a few training steps in a fresh subprocess that
-reports resource.getrusage(RUSAGE_SELF).ru_maxrss, so the number includes the Python
-interpreter and the imported libraries (about 30 MB for NumPy, more for torch).
+Peak memory: each framework runs three training steps, or three inference passes, in a
+fresh subprocess that reports resource.getrusage(RUSAGE_SELF).ru_maxrss, so the number
+includes the Python interpreter and the imported libraries (about 30 MB for NumPy, more
+for torch).
 """
 import argparse
 import importlib
@@ -27,6 +30,8 @@ import time
 
 import numpy as np
 
+from .bench_report import (print_convs, print_resnet20, print_scaling, print_targets,
+                           targets)
 from .layers.conv import Conv2d
 
 # (label, C_in, C_out, H = W of the input, stride): every conv shape in ResNet-20
@@ -122,7 +127,11 @@ def bench_convs(batch, repeat, torch=None):
 
 # -- ResNet-20 -----------------------------------------------------------------------
 def _numpy_resnet20(batch, rng):
-    """{"train": step, "infer": step} closures for resnet_np's ResNet-20, SGD momentum 0.9."""
+    """{"train", "infer", "eval"} closures for resnet_np's ResNet-20, SGD momentum 0.9.
+
+    "infer" runs the inference path, model.fuse() (BatchNorm folded into the convs; the
+    copy is made once, before timing, as after training); "eval" the unfused eval model.
+    """
     from .losses import SoftmaxCrossEntropy
     from .models import resnet_cifar
     from .optim import SGD
@@ -130,6 +139,7 @@ def _numpy_resnet20(batch, rng):
     loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, batch)
+    fused = model.fuse()
 
     def train_step():
         model.train()
@@ -138,10 +148,13 @@ def _numpy_resnet20(batch, rng):
         sgd.step()
 
     def infer():
+        fused.forward(x)
+
+    def unfused_eval():
         model.eval()
         model.forward(x)
 
-    return {"train": train_step, "infer": infer}
+    return {"train": train_step, "infer": infer, "eval": unfused_eval}
 
 
 def _torch_resnet20_model(torch):
@@ -196,18 +209,20 @@ def _torch_resnet20(torch, batch, rng):
         with torch.no_grad():
             model(x)
 
-    return {"train": train_step, "infer": infer}
+    return {"train": train_step, "infer": infer, "eval": infer}
 
 
-def peak_memory_mb(framework, batch):
-    """(peak, increase) in MB for a fresh process running three ResNet-20 training steps.
+def peak_memory_mb(framework, batch, mode="train"):
+    """(peak, increase) in MB for a fresh process running three ResNet-20 steps of `mode`
+    ("train": training steps, "infer": inference passes).
 
     peak is the child's ru_maxrss (interpreter and imports included); increase is how
-    much the training steps raised it above the peak after imports, model and data.
+    much the steps raised it above the peak after imports, model and data.
     Run this before the parent grows: on Linux a child starts with its parent's
     ru_maxrss as a floor (the fork is counted before exec replaces it).
     """
-    code = f"from resnet_np import bench; bench._memory_child({framework!r}, {batch})"
+    code = (f"from resnet_np import bench; "
+            f"bench._memory_child({framework!r}, {batch}, {mode!r})")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         return None, None
@@ -215,7 +230,7 @@ def peak_memory_mb(framework, batch):
     return after, after - before
 
 
-def _memory_child(framework, batch):
+def _memory_child(framework, batch, mode):
     rng = np.random.default_rng(0)
     if framework == "torch":
         import torch
@@ -225,86 +240,47 @@ def _memory_child(framework, batch):
         steps = _numpy_resnet20(batch, rng)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     for _ in range(3):
-        steps["train"]()
+        steps[mode]()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def bench_resnet20(batch, repeat, torch=None, memory=None):
-    """{framework: {train_images_per_s, infer_images_per_s, peak_mb, train_increase_mb}}.
+    """{framework: {train_images_per_s, infer_images_per_s, eval_images_per_s, peak_mb,
+    train_increase_mb, infer_peak_mb, infer_increase_mb}}.
 
-    `memory` maps framework -> (peak MB, increase MB), measured earlier by peak_memory_mb.
+    infer: numpy's fused copy (model.fuse()), torch's eval model under no_grad();
+    eval: numpy's unfused eval model (for torch, the same as infer).
+
+    `memory` maps (framework, mode) -> (peak MB, increase MB), measured earlier by
+    peak_memory_mb.
     """
     rng = np.random.default_rng(0)
     runners = {"numpy": _numpy_resnet20(batch, rng)}
     if torch is not None:
         runners["torch"] = _torch_resnet20(torch, batch, rng)
     result = {name: {} for name in runners}
-    for mode in ("train", "infer"):
-        ms = _interleaved({name: r[mode] for name, r in runners.items()}, repeat)
-        for name in runners:
+    for mode in ("train", "infer", "eval"):
+        ms = _interleaved({name: r[mode] for name, r in runners.items()
+                           if mode != "eval" or name == "numpy"}, repeat)
+        for name in ms:
             result[name][f"{mode}_images_per_s"] = batch / ms[name] * 1e3
+    if "torch" in result:                               # torch's inference is its eval model
+        result["torch"]["eval_images_per_s"] = result["torch"]["infer_images_per_s"]
     for name in runners:
-        result[name]["peak_mb"], result[name]["train_increase_mb"] = \
-            (memory or {}).get(name, (None, None))
+        for mode, prefix in (("train", ""), ("infer", "infer_")):
+            peak, grew = (memory or {}).get((name, mode), (None, None))
+            result[name][f"{prefix}peak_mb"] = peak
+            result[name][f"{mode}_increase_mb"] = grew
     return result
 
 
-# -- printing ------------------------------------------------------------------------
-def _print_convs(rows, torch_present):
-    print(f"{'conv (3x3, pad 1)':<18} {'fw':>4} {'forward ms':>10} {'GFLOP/s':>8} "
-          f"{'backward ms':>11} {'GFLOP/s':>8} {'fw+bw ms':>9}" +
-          (f" {'x torch':>8}" if torch_present else ""))
-    by_shape = {}
-    for row in rows:
-        by_shape.setdefault(row["shape"], {})[row["framework"]] = row
-    for shape, pair in by_shape.items():
-        for name, row in pair.items():
-            total = row["forward_ms"] + row["backward_ms"]
-            ratio = ""
-            if name == "numpy" and "torch" in pair:
-                t = pair["torch"]
-                ratio = f" {total / (t['forward_ms'] + t['backward_ms']):>7.2f}x"
-            print(f"{shape:<18} {name:>5} {row['forward_ms']:>9.2f} "
-                  f"{row['forward_gflops']:>8.1f} {row['backward_ms']:>11.2f} "
-                  f"{row['backward_gflops']:>8.1f} {total:>9.2f}{ratio}")
-
-
-def _print_resnet20(result):
-    print(f"\n{'ResNet-20':<11} {'train img/s':>11} {'infer img/s':>11} {'peak MB':>8} "
-          f"{'training +MB':>12}")
-    for name, r in result.items():
-        peak, grew = (("n/a", "n/a") if r["peak_mb"] is None else
-                      (f"{r['peak_mb']:.0f}", f"{r['train_increase_mb']:.0f}"))
-        print(f"{name:<11} {r['train_images_per_s']:>11.1f} {r['infer_images_per_s']:>11.1f} "
-              f"{peak:>8} {grew:>12}")
-    if "torch" in result:
-        n, t = result["numpy"], result["torch"]
-        print(f"{'numpy/torch':<11} {n['train_images_per_s'] / t['train_images_per_s']:>10.2f}x "
-              f"{n['infer_images_per_s'] / t['infer_images_per_s']:>10.2f}x")
-    print("peak MB: ru_maxrss of a fresh process after 3 training steps (interpreter and "
-          "imports included);\ntraining +MB: how much the steps raised it above the peak "
-          "after imports, model and data.")
-
-
-def _print_targets(rows, result, batch):
-    """The issue's targets: conv fw+bw <= 2x torch, training >= 0.5x torch, peak <= 1 GB."""
-    by = {(r["shape"], r["framework"]): r["forward_ms"] + r["backward_ms"] for r in rows}
-    lines = []
-    if any(f == "torch" for _, f in by):
-        worst = max(by[s, "numpy"] / by[s, "torch"] for s, _, _, _, _ in CONV_SHAPES)
-        lines.append(f"every conv fw+bw <= 2x torch: worst {worst:.2f}x "
-                     f"{'met' if worst <= 2 else 'NOT met'}")
-    if result and "torch" in result:
-        ratio = result["numpy"]["train_images_per_s"] / result["torch"]["train_images_per_s"]
-        lines.append(f"training images/s >= 0.5x torch (stretch 0.7x): {ratio:.2f}x "
-                     f"{'met' if ratio >= 0.5 else 'NOT met'}")
-    if result and result["numpy"]["peak_mb"] is not None:
-        peak = result["numpy"]["peak_mb"]
-        lines.append(f"training peak RSS <= 1000 MB: {peak:.0f} MB "
-                     f"{'met' if peak <= 1000 else 'NOT met'}")
-    if lines:
-        note = "" if batch == 128 else "; the issue sets them at batch 128"
-        print(f"\nTargets (batch {batch}, float32{note}):\n  " + "\n  ".join(lines))
+def bench_scaling(batch, repeat, torch=None):
+    """{framework: ms per image of a ResNet-20 training step at `batch`} (interleaved)."""
+    rng = np.random.default_rng(1)
+    runners = {"numpy": _numpy_resnet20(batch, rng)["train"]}
+    if torch is not None:
+        runners["torch"] = _torch_resnet20(torch, batch, rng)["train"]
+    return {name: ms / batch for name, ms in _interleaved(runners, repeat).items()}
 
 
 def _conv_threading():
@@ -322,10 +298,20 @@ def _import_torch(threads):
     return torch
 
 
+def _scaling_batches(batch, other):
+    """The batch sizes of the batch-scaling line: `batch` and `other` (0: none)."""
+    if other is None:
+        other = 32 if batch != 32 else 128
+    return sorted({batch, other}) if other else []
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m resnet_np bench",
                                 description="Convolution and ResNet-20 throughput, float32.")
     p.add_argument("--batch", type=int, default=128, help="examples per batch (default 128)")
+    p.add_argument("--scaling-batch", type=int, default=None, metavar="N",
+                   help="second batch size for the batch-scaling line (default 32, or 128 "
+                        "when --batch is 32; 0 skips the line)")
     p.add_argument("--repeat", type=int, default=20,
                    help="timed runs per figure; the best is kept")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -337,7 +323,8 @@ def main(argv=None):
     frameworks = ["numpy"] + (["torch"] if has_torch else [])
     memory = {}
     if not args.convs_only:                                 # first, while this process is small
-        memory = {name: peak_memory_mb(name, args.batch) for name in frameworks}
+        memory = {(name, mode): peak_memory_mb(name, args.batch, mode)
+                  for name in frameworks for mode in ("train", "infer")}
     torch = _import_torch(threads) if has_torch else None
     print(f"resnet_np bench: batch {args.batch}, float32, {threads} CPU threads, best of "
           f"{args.repeat}, NumPy {np.__version__}" +
@@ -345,12 +332,23 @@ def main(argv=None):
            ", PyTorch not installed"))
     print(f"resnet_np conv: {_conv_threading()}")
     rows = bench_convs(args.batch, args.repeat, torch)
-    _print_convs(rows, torch is not None)
-    report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None}
+    print_convs(rows, torch is not None)
+    report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None,
+              "scaling": None}
     if not args.convs_only:
         report["resnet20"] = bench_resnet20(args.batch, args.repeat, torch, memory)
-        _print_resnet20(report["resnet20"])
-    _print_targets(rows, report["resnet20"], args.batch)
+        print_resnet20(report["resnet20"])
+        scaling = {}
+        for b in _scaling_batches(args.batch, args.scaling_batch):
+            scaling[b] = ({name: 1e3 / r["train_images_per_s"]
+                           for name, r in report["resnet20"].items()}
+                          if b == args.batch else bench_scaling(b, args.repeat, torch))
+        if scaling:
+            print_scaling(scaling)
+            report["scaling"] = scaling
+    found = targets(rows, report["resnet20"], report["scaling"])
+    report["targets"] = [{"target": text, "met": met} for text, met in found]
+    print_targets(found, args.batch)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -163,3 +163,13 @@ def test_function_budget(rng, library_functions, layer):
     assert library_functions(layer.forward, x) == {f"{name}.forward", "check_array",
                                                    "Layer.__setattr__"}
     assert library_functions(layer.backward, x) == {f"{name}.backward", "Layer._cached"}
+
+
+def test_relu_keeps_its_output_not_a_mask(rng):
+    # the output is positive exactly where the input is: no separate mask is stored
+    relu = ReLU()
+    x = rng.standard_normal((3, 4))
+    out = relu(x)
+    assert list(relu.cache) == ["out"] and relu.cache["out"] is out
+    dout = rng.standard_normal((3, 4))
+    np.testing.assert_array_equal(relu.backward(dout), np.where(x > 0, dout, 0.0))

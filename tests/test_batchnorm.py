@@ -108,6 +108,30 @@ def test_backward_follows_the_mode_of_forward(rng):
     np.testing.assert_array_equal(bn.backward(dout), dx_train_forward)   # ... changes nothing
 
 
+def test_eval_forward_copies_nothing_for_backward(rng):
+    # eval: y = x * scale + shift, and the cache holds x itself and per-channel constants
+    bn = randomise(BatchNorm2d(3), rng).astype(np.float64).eval()
+    x = rng.normal(size=(2, 3, 4, 4))
+    bn(x)
+    assert bn.cache["x"] is x
+    assert [k for k, v in bn.cache.items() if np.ndim(v) > 1] == ["x"]
+    bn.train()
+    bn(x)                                                  # training keeps x - mean instead
+    assert "x" not in bn.cache and bn.cache["x_centered"].shape == x.shape
+
+
+def test_eval_gradients_of_gamma_and_beta(rng):
+    # eval keeps no x - mean: backward rebuilds xhat = (x - running_mean) / std from x
+    bn = randomise(BatchNorm2d(3), rng).astype(np.float64).eval()
+    x, dout = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))
+    bn(x)
+    bn.backward(dout)
+    std = np.sqrt(bn.buffers["running_var"] + bn.eps)[:, None, None]
+    xhat = (x - bn.buffers["running_mean"][:, None, None]) / std
+    np.testing.assert_allclose(bn.grads["gamma"], (dout * xhat).sum(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(bn.grads["beta"], dout.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
 def test_eval_backward_is_affine(rng):
     bn = randomise(BatchNorm2d(3), rng).astype(np.float64).eval()
     x, dout = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 3, 4, 4))

@@ -117,3 +117,27 @@ def test_thread_pool_works_in_a_forked_child(rng, monkeypatch):
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(fast.conv_forward, (x, W2, (3, 3), (1, 1), (1, 1)))
         np.testing.assert_array_equal(result.get(timeout=30), expected)
+
+
+def _fake_cache(root, index, level, size, kind):
+    folder = root / f"index{index}"
+    folder.mkdir()
+    for name, value in (("level", level), ("size", size), ("type", kind)):
+        (folder / name).write_text(value + "\n")
+
+
+def test_chunk_size_follows_the_l2_cache(tmp_path, monkeypatch):
+    _fake_cache(tmp_path, 0, "1", "48K", "Data")
+    _fake_cache(tmp_path, 1, "1", "32K", "Instruction")
+    _fake_cache(tmp_path, 2, "2", "1280K", "Unified")
+    _fake_cache(tmp_path, 3, "3", "32M", "Unified")
+    real_glob = fast.glob.glob
+    monkeypatch.setattr(fast.glob, "glob", lambda pattern: real_glob(
+        str(tmp_path / "index*")) if pattern.startswith("/sys/") else real_glob(pattern))
+    assert fast._l2_cache_bytes() == 1280 << 10
+
+
+def test_chunk_size_falls_back_without_sysfs(tmp_path, monkeypatch):
+    monkeypatch.setattr(fast.glob, "glob", lambda pattern: [])
+    assert fast._l2_cache_bytes() == 2 << 20
+    assert fast._l2_cache_bytes(default=123) == 123

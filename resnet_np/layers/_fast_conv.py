@@ -182,7 +182,29 @@ def _backward_chunk(x, dout, dx, W2, g):
     return dW2
 
 
-CHUNK_BYTES = 4 << 20      # target size of one chunk's column matrix
+def _l2_cache_bytes(default=2 << 20):
+    """The per-core L2 cache size the CPU reports (Linux sysfs), else `default` (2 MB)."""
+    for folder in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(os.path.join(folder, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(folder, "size")) as f:
+                size = f.read().strip()                    # "2048K", "1M", ...
+            with open(os.path.join(folder, "type")) as f:
+                kind = f.read().strip()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20}
+        if level == "2" and kind in ("Unified", "Data") and size[:-1].isdigit() and \
+                size[-1] in units:
+            return int(size[:-1]) * units[size[-1]]
+    return default
+
+
+# Target size of one chunk's column matrix: twice the L2 cache. Measured on a 2 MB-L2
+# Xeon (ResNet-20 convs, fw+bw, batch 128): 2-8 MB within noise of each other, 4 MB best
+# overall, 0.5-1 MB up to 1.7x slower on 32->32 and 64->64 (the products get too thin).
+CHUNK_BYTES = 2 * _l2_cache_bytes()
 FLIPPED_BACKWARD = True    # stride-1 backward as a convolution with the flipped kernel
 
 

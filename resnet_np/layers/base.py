@@ -125,6 +125,11 @@ class Layer:
         """Set evaluation mode (BatchNorm uses running statistics); returns self."""
         return self.train(False)
 
+    def fuse(self):
+        """An inference-only copy with every BatchNorm folded into its conv (resnet_np.fuse)."""
+        from ..fuse import fuse                     # fuse knows the blocks, which import this
+        return fuse(self)
+
     def astype(self, dtype):
         """Convert params, grads and buffers to `dtype` in place; returns self."""
         for _, layer in self.named_layers():

@@ -8,7 +8,14 @@ channel. The only differences are the input layout they accept and the messages.
 import numpy as np
 
 from .._checks import check_array, check_float, check_int, message
+from . import _fast_batchnorm, _kernels
 from .base import Layer
+
+
+def _fast_path(*arrays):
+    """Whether the fast path runs: outside reference_kernels(), on one dtype, on >1 core."""
+    return (not _kernels.REFERENCE and len({a.dtype for a in arrays}) == 1
+            and _fast_batchnorm.workers() > 1)
 
 
 def _rows(v, L):
@@ -37,7 +44,14 @@ class _BatchNorm(Layer):
         dx = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M)
 
     In eval mode mean and var are the running statistics, constants, so the layer is
-    a per-channel affine map and dx = dy * gamma / sqrt(running_var + eps).
+    a per-channel affine map, computed as y = x * scale + shift with
+    scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale (two
+    passes over x), and dx = dy * scale. An eval forward copies nothing for backward:
+    its cache keeps a reference to x and the per-channel constants.
+
+    Training inputs of 4 MB or more run the same passes with the batch split over the
+    cores (the private resnet_np.layers._fast_batchnorm); under reference_kernels() the
+    code below runs, and tests assert the two agree.
     """
 
     _ndim = None            # number of input dimensions
@@ -66,29 +80,41 @@ class _BatchNorm(Layer):
         N = x.shape[0]
         x3 = x.reshape(N, C, -1)                               # (N, C, L): a view if contiguous
         L = x3.shape[2]
-        if self.training:
-            M = N * L
-            if M < 2:
-                raise ValueError(message(
-                    self._where, "more than 1 value per channel when training",
-                    f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
-                    "eval() to use the running statistics."))
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not self.training:          # running statistics: y = x * scale + shift, two passes
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+            inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+            scale, shift = gamma * inv_std, beta - mean * gamma * inv_std  # (C,) each
+            out = x3 * _rows(scale.astype(x.dtype, copy=False), L)     # (N, C, L)
+            out += _rows(shift.astype(x.dtype, copy=False), L)
+            # nothing copied for backward: x itself (a reference) and the constants
+            self.cache = {"x": x, "mean": mean.astype(x.dtype), "inv_std": inv_std,
+                          "training": False}
+            return out.reshape(x.shape)
+        M = N * L
+        if M < 2:
+            raise ValueError(message(
+                self._where, "more than 1 value per channel when training",
+                f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
+                "eval() to use the running statistics."))
+        if x.nbytes >= _fast_batchnorm.MIN_BYTES and _fast_path(x, gamma):
+            # the fast path: the same numbers, the batch split over the cores
+            out, x_centered, mean, var, inv_std = _fast_batchnorm.normalise(x3, gamma, beta,
+                                                                            self.eps)
+        else:                                                  # the code to read
             mean = np.einsum("ncl->c", x3) / M                 # (C,), sums in one pass
             x_centered = x3 - _rows(mean, L)                   # (N, C, L)
             var = np.einsum("ncl,ncl->c", x_centered, x_centered) / M   # (C,), biased
-            # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
-            for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
-                self.buffers[key] *= 1 - self.momentum
-                self.buffers[key] += self.momentum * stat
-        else:
-            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-            x_centered = x3 - _rows(mean.astype(x.dtype), L)
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)      # (C,)
-        # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
-        out = x_centered * _rows(self.params["gamma"] * inv_std, L)     # (N, C, L)
-        out += _rows(self.params["beta"], L)
+            inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+            # y = gamma * xhat + beta with xhat = x_centered * inv_std, never stored:
+            out = x_centered * _rows(gamma * inv_std, L)       # (N, C, L)
+            out += _rows(beta, L)
+        # running = (1 - momentum) running + momentum batch statistic; var unbiased, as PyTorch
+        for key, stat in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
+            self.buffers[key] *= 1 - self.momentum
+            self.buffers[key] += self.momentum * stat
         self.cache = {"x_centered": x_centered.reshape(x.shape), "inv_std": inv_std,
-                      "training": self.training}
+                      "training": True}
         return out.reshape(x.shape)
 
     def _shape_fix(self, x):
@@ -98,10 +124,21 @@ class _BatchNorm(Layer):
         return f"Set num_features to the number of channels of the previous layer ({x.shape[1]})."
 
     def backward(self, dout):
-        x_centered, inv_std, training = self._cached("x_centered", "inv_std", "training")
+        inv_std, training = self._cached("inv_std", "training")
+        if training:
+            x_centered = self.cache["x_centered"]
+        else:                                                  # eval kept x, not x - mean
+            x, mean = self.cache["x"], self.cache["mean"]
+            x_centered = x - (mean[:, None, None] if x.ndim == 4 else mean)
         N, C = x_centered.shape[:2]
         xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
         L = xc3.shape[2]
+        if training and dout3.nbytes >= _fast_batchnorm.MIN_BYTES and \
+                _fast_path(dout3, xc3, self.params["gamma"]):
+            # the fast path: the same numbers, the batch split over the cores
+            dx, dbeta, dgamma = _fast_batchnorm.backward(dout3, xc3, inv_std, self.params["gamma"])
+            self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
+            return dx.reshape(dout.shape)
         dbeta = np.einsum("ncl->c", dout3)                     # (C,)
         dgamma = np.einsum("ncl,ncl->c", dout3, xc3) * inv_std  # (C,), sum(dout * xhat)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
@@ -152,9 +189,10 @@ class BatchNorm1d(_BatchNorm):
     ----------
     params : "gamma" (ones), "beta" (zeros), both (D,)
     buffers : "running_mean" (zeros), "running_var" (ones), both (D,)
-    cache : "x_centered" (N, D) = x - mean, "inv_std" (D,) = 1 / sqrt(var + eps),
+    cache : training: "x_centered" (N, D) = x - mean, "inv_std" (D,) = 1 / sqrt(var + eps),
         "training" (bool, the mode of the forward pass; backward follows it).
         xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+        eval: "x" (the input itself, not a copy), "mean", "inv_std", "training".
 
     Shape
     -----
@@ -206,9 +244,10 @@ class BatchNorm2d(_BatchNorm):
     ----------
     params : "gamma" (ones), "beta" (zeros), both (C,)
     buffers : "running_mean" (zeros), "running_var" (ones), both (C,)
-    cache : "x_centered" (N, C, H, W) = x - mean, "inv_std" (C,) = 1 / sqrt(var + eps),
+    cache : training: "x_centered" (N, C, H, W) = x - mean, "inv_std" (C,) = 1 / sqrt(var + eps),
         "training" (bool, the mode of the forward pass; backward follows it).
         xhat = x_centered * inv_std is not stored: that saves a pass over memory.
+        eval: "x" (the input itself, not a copy), "mean", "inv_std", "training".
 
     Shape
     -----

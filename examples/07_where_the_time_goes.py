@@ -1,0 +1,274 @@
+"""07 - Where the time of a ResNet-20 training step goes, and why: a profile and a roofline.
+
+Question: resnet_np's convolutions are matrix products (im2col), and NumPy hands those
+to an optimised BLAS. Why, then, is a 16-channel 3x3 convolution far from the machine's
+peak, and where does the rest of a training step go?
+
+This script measures, on the machine it runs on:
+
+1. the GEMM rate: a large float32 matrix product, on one core and on all of them;
+2. the memory bandwidth: an array copy (read + write) and a = b + c, one core, on
+   arrays larger than the caches and on 8 MB arrays (one stage-1 activation at batch 128);
+3. every ResNet-20 convolution's forward pass: its FLOPs, the bytes it must move at
+   least (input, weights, output) and the bytes its column matrix moves (written once,
+   read once by the product), and the GFLOP/s it reaches;
+4. one ResNet-20 training step, timed layer by layer (forward and backward per kind of
+   layer): the profile table of docs/performance.md.
+
+The roofline: a kernel that does F flops while moving B bytes cannot run faster than
+min(peak GFLOP/s, F / B * bandwidth). F / B is its arithmetic intensity; below the ridge
+point (peak / bandwidth flop per byte) memory is the limit, above it arithmetic is.
+
+Run (from the repository root):
+
+    python examples/07_where_the_time_goes.py                   # writes runs/07_where_the_time_goes/
+    python examples/07_where_the_time_goes.py --out docs/figures/performance
+    python examples/07_where_the_time_goes.py --quick --out /tmp/x   # seconds, small sizes
+
+Timings are best-of-repeats on whatever else the machine is doing; run it on an idle
+machine for the figures of docs/performance.md. Writes results.json (keys in
+REQUIRED_KEYS), roofline.png and profile.png.
+"""
+# %%
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+try:
+    import resnet_np as rn
+except ImportError:     # run from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import resnet_np as rn
+from resnet_np.bench import CONV_SHAPES
+from resnet_np.layers import _fast_conv
+
+REQUIRED_KEYS = ["machine.cores", "machine.l2_bytes", "gemm_gflops.one_core",
+                 "gemm_gflops.all_cores", "bandwidth_gb_s.copy", "bandwidth_gb_s.add",
+                 "bandwidth_gb_s.copy_activation",
+                 "ridge_flop_per_byte", "convs", "elementwise.gflops", "profile.step_ms", "profile.rows"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Profile and roofline of ResNet-20 on this CPU.")
+    p.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    p.add_argument("--out", default=os.path.join("runs", "07_where_the_time_goes"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=128, help="batch of the conv and profile runs")
+    args, _ = p.parse_known_args(argv)     # tolerate a notebook kernel's own arguments
+    return args
+
+
+def best_ms(fn, repeat):
+    """Best wall time of fn() in ms, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+# %% 1-2. The two ceilings: GEMM rate and memory bandwidth
+def gemm_gflops(n, repeat, threads):
+    """GFLOP/s of a float32 (n x n) @ (n x n) product with BLAS on `threads` threads."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    out = np.empty((n, n), dtype=np.float32)
+    blas = _fast_conv._blas                      # None if OpenBLAS was not found: BLAS default
+    previous = blas.get() if blas else None
+    if blas:
+        blas.set(threads)
+    try:
+        ms = best_ms(lambda: np.matmul(a, b, out=out), repeat)
+    finally:
+        if blas:
+            blas.set(previous)
+    return 2 * n**3 / ms / 1e6
+
+
+def bandwidth_gb_s(megabytes, repeat):
+    """GB/s of a copy (8 bytes moved per float32: read + write) and of a = b + c (12)."""
+    n = megabytes * (1 << 20) // 4
+    b, c = np.ones(n, dtype=np.float32), np.ones(n, dtype=np.float32)
+    a = np.empty_like(b)
+    copy_ms = best_ms(lambda: np.copyto(a, b), repeat)
+    add_ms = best_ms(lambda: np.add(b, c, out=a), repeat)
+    return {"copy": 8 * n / copy_ms / 1e6, "add": 12 * n / add_ms / 1e6}
+
+
+# %% 3. Every ResNet-20 convolution on the roofline
+def conv_points(batch, repeat):
+    """FLOPs, bytes (least and with columns), intensity and measured GFLOP/s per conv."""
+    rng = np.random.default_rng(0)
+    points = []
+    for label, C_in, C_out, size, stride in CONV_SHAPES:
+        conv = rn.Conv2d(C_in, C_out, 3, stride=stride, padding=1, bias=False, rng=0)
+        x = rng.standard_normal((batch, C_in, size, size)).astype(np.float32)
+        H_out = (size - 1) // stride + 1
+        flops = 2 * batch * C_out * H_out * H_out * C_in * 9
+        least = 4 * (x.size + conv.params["W"].size + batch * C_out * H_out * H_out)
+        columns = least + 2 * 4 * (C_in * 9) * batch * H_out * H_out   # written, then read
+        ms = best_ms(lambda: conv.forward(x), repeat)
+        points.append({"shape": label, "flops": flops, "bytes_least": least,
+                       "bytes_columns": columns, "intensity_least": flops / least,
+                       "intensity_columns": flops / columns, "forward_ms": ms,
+                       "gflops": flops / ms / 1e6})
+    return points
+
+
+def elementwise_point(batch, repeat):
+    """BatchNorm in eval mode, y = x * scale + shift: 2 flops per value, 2 passes (16 bytes)."""
+    bn = rn.BatchNorm2d(16).eval()
+    x = np.random.default_rng(0).standard_normal((batch, 16, 32, 32)).astype(np.float32)
+    ms = best_ms(lambda: bn.forward(x), repeat)
+    return {"intensity": 2 / 16, "gflops": 2 * x.size / ms / 1e6, "ms": ms}
+
+
+# %% 4. One training step, layer by layer
+def profile_step(batch, repeat):
+    """(step ms, rows): the best of `repeat` steps, ms per (layer kind, pass)."""
+    rng = np.random.default_rng(0)
+    model = rn.resnet_cifar(20, rng=0)
+    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    spent = collections.Counter()
+
+    def timed(layer, name):                      # wrap one bound method of one layer
+        method, kind = getattr(layer, name), type(layer).__name__
+
+        def run(arg):
+            start = time.perf_counter()
+            result = method(arg)
+            spent[kind, name] += time.perf_counter() - start
+            return result
+        setattr(layer, name, run)
+
+    for _, layer in model.named_layers():
+        if not layer.children():                 # leaves: Conv2d, BatchNorm2d, ReLU, ...
+            timed(layer, "forward")
+            timed(layer, "backward")
+
+    def step():
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        sgd.step()
+
+    step()                                       # warm-up
+    best = None
+    for _ in range(repeat):
+        spent.clear()
+        start = time.perf_counter()
+        step()
+        total = time.perf_counter() - start
+        if best is None or total < best[0]:
+            best = (total, dict(spent))
+    total, spent_best = best
+    rows = [{"layer": kind, "pass": name, "ms": 1e3 * s, "share": s / total}
+            for (kind, name), s in sorted(spent_best.items(), key=lambda kv: -kv[1])]
+    rest = total - sum(spent_best.values())
+    rows.append({"layer": "loss, SGD, Python", "pass": "", "ms": 1e3 * rest,
+                 "share": rest / total})
+    return 1e3 * total, rows
+
+
+# %% Figures
+def plot_roofline(results, path):
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    peak, peak_all = results["gemm_gflops"]["one_core"], results["gemm_gflops"]["all_cores"]
+    intensity = np.logspace(-1.5, 2.5, 200)
+    for bw, text, style in ((results["bandwidth_gb_s"]["copy"], "large arrays", "-"),
+                            (results["bandwidth_gb_s"]["copy_activation"], "8 MB arrays", "--")):
+        ax.plot(intensity, np.minimum(peak, intensity * bw), style, color="0.3",
+                label=f"roof: 1-core GEMM {peak:.0f} GFLOP/s, {text} {bw:.0f} GB/s")
+    ax.axhline(peak_all, color="0.6", linestyle=":", label=f"all-core GEMM {peak_all:.0f} GFLOP/s")
+    for i, p in enumerate(results["convs"]):
+        ax.annotate("", xy=(p["intensity_least"], p["gflops"]),
+                    xytext=(p["intensity_columns"], p["gflops"]),
+                    arrowprops={"arrowstyle": "->", "color": f"C{i}", "alpha": 0.5})
+        ax.plot(p["intensity_columns"], p["gflops"], "o", color=f"C{i}",
+                label=f"conv {p['shape']}")
+    e = results["elementwise"]
+    ax.plot(e["intensity"], e["gflops"], "s", color="k", label="BatchNorm eval (x * s + b)")
+    ridge = results["ridge_flop_per_byte"]
+    ax.axvline(ridge, color="0.8", linestyle=":")
+    ax.text(ridge * 1.08, 0.6, f"ridge point\n{ridge:.0f} flop/byte", fontsize=8, color="0.4")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (flop per byte moved)",
+           ylabel="GFLOP/s", ylim=(0.3, None),
+           title="Forward passes on this CPU's roofline (dots: with the im2col columns;\n"
+                 "arrow tips: if only x, W and out had to move)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_profile(results, path):
+    import matplotlib.pyplot as plt
+    rows = [r for r in results["profile"]["rows"] if r["share"] >= 0.005]
+    labels = [f"{r['layer']} {r['pass']}".strip() for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    ax.barh(labels[::-1], [r["ms"] for r in rows][::-1], color="C0")
+    for i, r in enumerate(rows[::-1]):
+        ax.text(r["ms"], i, f" {100 * r['share']:.0f} %", va="center", fontsize=8)
+    ax.set(xlabel="ms in one training step",
+           title=f"ResNet-20 training step, batch {results['batch']}: "
+                 f"{results['profile']['step_ms']:.0f} ms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# %% Run
+if __name__ == "__main__":
+    args = parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    batch = 4 if args.quick else args.batch
+    repeat = 2 if args.quick else 10
+    cores = _fast_conv._pool_size()
+    results = {"batch": batch,
+               "machine": {"cores": cores, "l2_bytes": _fast_conv._l2_cache_bytes(),
+                           "numpy": np.__version__}}
+    n = 256 if args.quick else 2048
+    results["gemm_gflops"] = {"one_core": gemm_gflops(n, repeat, 1),
+                              "all_cores": gemm_gflops(n, repeat, cores)}
+    results["bandwidth_gb_s"] = bandwidth_gb_s(16 if args.quick else 256, repeat)
+    activation = bandwidth_gb_s(8, repeat)          # a stage-1 activation at batch 128
+    results["bandwidth_gb_s"].update(copy_activation=activation["copy"],
+                                     add_activation=activation["add"])
+    results["ridge_flop_per_byte"] = (results["gemm_gflops"]["one_core"] /
+                                      results["bandwidth_gb_s"]["copy"])
+    results["convs"] = conv_points(batch, repeat)
+    results["elementwise"] = elementwise_point(batch, repeat)
+    step_ms, rows = profile_step(batch, 2 if args.quick else 5)
+    results["profile"] = {"step_ms": step_ms, "rows": rows}
+
+    print(f"GEMM float32: {results['gemm_gflops']['one_core']:.0f} GFLOP/s on 1 core, "
+          f"{results['gemm_gflops']['all_cores']:.0f} on {cores}")
+    bw = results["bandwidth_gb_s"]
+    print(f"bandwidth, 1 core, large arrays: copy {bw['copy']:.1f} GB/s, a = b + c "
+          f"{bw['add']:.1f} GB/s; 8 MB arrays: copy {bw['copy_activation']:.1f} GB/s, "
+          f"a = b + c {bw['add_activation']:.1f} GB/s")
+    print(f"ridge point (1-core GEMM / large-array copy): {results['ridge_flop_per_byte']:.1f} "
+          "flop/byte")
+    print(f"\n{'conv forward':<17} {'flop/byte (least)':>17} {'(im2col)':>9} {'GFLOP/s':>8}")
+    for p in results["convs"]:
+        print(f"{p['shape']:<17} {p['intensity_least']:>17.1f} {p['intensity_columns']:>9.1f} "
+              f"{p['gflops']:>8.1f}")
+    print(f"\nResNet-20 training step, batch {batch}: {step_ms:.1f} ms")
+    print(f"{'layer':<20} {'pass':<9} {'ms':>7} {'share':>6}")
+    for r in rows:
+        print(f"{r['layer']:<20} {r['pass']:<9} {r['ms']:>7.1f} {100 * r['share']:>5.1f}%")
+
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    plot_roofline(results, os.path.join(args.out, "roofline.png"))
+    plot_profile(results, os.path.join(args.out, "profile.png"))
+    print(f"\nwrote {args.out}/results.json, roofline.png and profile.png")
