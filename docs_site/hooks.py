@@ -23,7 +23,7 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mkdocs.hooks.site")          # a warning here fails a --strict build
-SOURCES = ["README.md", "docs/**/*.md", "docs/figures/*.png", "notebooks/**/*.ipynb",
+SOURCES = ["README.md", "docs/**/*.md", "docs/figures/**/*.png", "notebooks/**/*.ipynb",
            "examples/*.py", "docs_site/mathjax.js"]
 API = sorted(module.name for module in pkgutil.iter_modules([str(ROOT / "resnet_np")])
              if not module.name.startswith("_"))          # every public module and package
@@ -47,9 +47,12 @@ def on_config(config):
         {"Tutorials": _pages("docs/tutorials/*.md")},
         {"Questions": _pages("docs/questions/*.md")},
         {"Exercises": _pages("docs/exercises/*.md")},
-        {"Errors": "docs/errors.md"},
+        {"Errors": "docs/errors.md"}, {"Performance": "docs/performance.md"},
         {"Notebooks": [{_title(path): path} for path in _pages("notebooks/*/*.ipynb")]},
         {"API": [f"api/{module}.md" for module in API]}]
+    listed = {"docs/index.md", "docs/notation.md", "docs/errors.md", "docs/performance.md"}
+    for page in sorted(set(_pages("docs/*.md")) - listed):   # a new top-level page: list it above
+        log.warning(f"{page} is not in the navigation: add it to on_config in docs_site/hooks.py")
     return config
 
 
