@@ -6,14 +6,8 @@ import pytest
 from resnet_np import rel_error
 from resnet_np.layers import _fast_conv as fast
 from resnet_np.layers.columns import col2im, im2col
+from test_columns import CASES          # the reference's geometries (tests/ is on sys.path)
 
-CASES = [  # (x shape, kernel, stride, padding)
-    ((2, 3, 5, 5), (3, 3), (1, 1), (1, 1)),
-    ((3, 2, 7, 6), (3, 2), (2, 1), (0, 2)),
-    ((1, 4, 8, 8), (3, 3), (2, 2), (1, 1)),
-    ((2, 1, 5, 7), (1, 1), (2, 2), (0, 0)),
-    ((1, 2, 4, 4), (4, 4), (1, 1), (2, 2)),
-]
 FAST_CASES = CASES + [
     ((7, 3, 8, 8), (3, 3), (2, 2), (1, 1)),      # odd batch, stride 2
     ((5, 2, 9, 9), (3, 3), (3, 3), (0, 0)),      # stride 3: nine phases

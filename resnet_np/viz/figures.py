@@ -244,6 +244,18 @@ def plot_curve_panels(panels, path=None, title=None, ylabel="training loss", xla
     return _finish(fig, path)
 
 
+def _grouped_axes(values, margin):
+    """A figure for bars grouped by category: (fig, ax, categories, x positions, bar width).
+
+    values: {series: {category: ...}}; series i of n sits at x + (i - (n - 1) / 2) * width.
+    """
+    import numpy as np
+    categories = list(next(iter(values.values())))
+    fig, ax = _pyplot().subplots(
+        figsize=(margin + 1.1 * len(categories) * max(1, len(values) / 2), 3.6))
+    return fig, ax, categories, np.arange(len(categories)), 0.8 / len(values)
+
+
 def plot_grouped_bars(values, path=None, title=None, ylabel=None):
     """Bars grouped by category, one colour per series, each bar labelled with its value.
 
@@ -257,12 +269,7 @@ def plot_grouped_bars(values, path=None, title=None, ylabel=None):
     >>> [round(float(p.get_height()), 2) for p in fig.axes[0].patches]
     [0.9, 0.8, 0.95, 0.6]
     """
-    import numpy as np
-    plt = _pyplot()
-    categories = list(next(iter(values.values())))
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(categories) * max(1, len(values) / 2), 3.6))
-    width = 0.8 / len(values)
-    x = np.arange(len(categories))
+    fig, ax, categories, x, width = _grouped_axes(values, margin=1.2)
     for i, (series, bars) in enumerate(values.items()):
         heights = [float(bars[c]) for c in categories]
         rects = ax.bar(x + (i - (len(values) - 1) / 2) * width, heights, width, label=str(series))

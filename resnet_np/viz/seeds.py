@@ -3,7 +3,7 @@
 The examples train every variant on K seeds (resnet_np.stats summarises them); these
 figures show the spread, so that a difference inside the noise looks like one.
 """
-from .figures import _finish, _pyplot
+from .figures import _finish, _grouped_axes, _pyplot
 def _mean_and_interval(runs):
     """Mean over seeds (rows of `runs`) and the 95 % t interval's half-width, per column.
 
@@ -79,11 +79,7 @@ def plot_seed_points(values, path=None, title=None, ylabel=None):
     [0.98, 0.9733]
     """
     import numpy as np
-    plt = _pyplot()
-    categories = list(next(iter(values.values())))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(categories) * max(1, len(values) / 2), 3.6))
-    width = 0.8 / len(values)
-    x = np.arange(len(categories))
+    fig, ax, categories, x, width = _grouped_axes(values, margin=1.6)
     for i, (series, by_category) in enumerate(values.items()):
         xs = x + (i - (len(values) - 1) / 2) * width
         stats = [_mean_and_interval(np.asarray(by_category[c], dtype=float)[:, None])
