@@ -189,7 +189,6 @@ def check_gradients(module, x, eps=1e-6, seed=0, target=None, threshold=1e-7):
     def objective():                                      # L = sum(f(x) * upstream)
         return float(np.sum(run() * upstream))
 
-
     objective()                                           # refill the cache at x
     dx = module.backward(upstream if np.ndim(out) else float(upstream))
     named_params, named_grads = _parameters(module)

@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -88,11 +89,26 @@ def save(path, model, optimizer=None, **meta):
         rest = _split_optimizer(optimizer.state_dict(), arrays)
         arrays["optimizer"] = np.array(_to_json(rest, where, "optimizer"))
     arrays["meta"] = np.array(_to_json(meta, where, "meta"))
+    with _atomic(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def write_json(path, value):
+    """Write `value` as JSON to `path` the way save writes a checkpoint: to a temporary
+    file renamed over `path`, so an interrupted write never leaves half a file."""
+    with _atomic(path, "w") as f:
+        json.dump(value, f, indent=1)
+
+
+@contextmanager
+def _atomic(path, mode):
+    """A file to write, opened beside `path` and renamed over it (durably) on success;
+    on any error, including Ctrl-C, it is deleted and `path` stays as it was."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

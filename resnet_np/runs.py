@@ -22,7 +22,6 @@ A mistake the user can fix (a bad path, a data folder without the files, a
 checkpoint of another model, differing arguments) raises UsageError; __main__ turns
 it into one `error:` line and exit status 2.
 """
-import json
 import os
 import platform
 import sys
@@ -205,13 +204,6 @@ def _resume_meta(args):
     return meta, check_resume(meta, args)
 
 
-def _write_json(path, value):
-    """Write JSON to a temporary file, then rename it over `path`: never half a file."""
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(f"{path}.tmp", path)
-
-
 def train_run(args):
     """Train as the parsed `args` say; write run.json, model.npz, history.json, curves.png.
 
@@ -236,7 +228,7 @@ def train_run(args):
     args.out = out
     trainer.run_record = run_record(args, len(X_train), len(X_test), X_train.shape[1:],
                                     num_classes, schedule_start)
-    _write_json(os.path.join(out, "run.json"), trainer.run_record)
+    io.write_json(os.path.join(out, "run.json"), trainer.run_record)
     print(f"training {args.model} ({trainer.model.num_parameters():,} parameters) on "
           f"{args.data}: {len(X_train):,} train / {len(X_test):,} test images of shape "
           f"{X_train.shape[1:]}, {args.epochs} epochs, batch {args.batch_size}")

@@ -12,8 +12,6 @@ the learning-rate schedule before every step, stops on a non-finite loss and,
 with `checkpoint=path`, saves model, optimizer, rng and history after every epoch
 so that `resume(path)` continues exactly where the run left off.
 """
-import json
-import os
 import sys
 import time
 
@@ -63,9 +61,7 @@ class History:
     def save(self, path):
         """Write the history as JSON (to a temporary file renamed over `path`, so an
         interrupted save never leaves half a file)."""
-        with open(f"{path}.tmp", "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(f"{path}.tmp", path)
+        io.write_json(path, self.to_dict())
 
     def __repr__(self):
         return f"History({len(self)} epochs, {len(self.step_loss)} steps)"

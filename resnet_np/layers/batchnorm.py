@@ -84,7 +84,8 @@ class _BatchNorm(Layer):
         if not self.training:          # running statistics: y = x * scale + shift, two passes
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
             inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
-            scale, shift = gamma * inv_std, beta - mean * gamma * inv_std  # (C,) each
+            scale = gamma * inv_std                                    # (C,)
+            shift = beta - mean * scale                                # (C,)
             out = x3 * _rows(scale.astype(x.dtype, copy=False), L)     # (N, C, L)
             out += _rows(shift.astype(x.dtype, copy=False), L)
             # nothing copied for backward: x itself (a reference) and the constants
@@ -125,14 +126,13 @@ class _BatchNorm(Layer):
 
     def backward(self, dout):
         inv_std, training = self._cached("inv_std", "training")
+        N, C = dout.shape[:2]
+        dout3 = dout.reshape(N, C, -1)                         # (N, C, L)
+        L = dout3.shape[2]
         if training:
-            x_centered = self.cache["x_centered"]
+            xc3 = self.cache["x_centered"].reshape(N, C, L)
         else:                                                  # eval kept x, not x - mean
-            x, mean = self.cache["x"], self.cache["mean"]
-            x_centered = x - (mean[:, None, None] if x.ndim == 4 else mean)
-        N, C = x_centered.shape[:2]
-        xc3, dout3 = x_centered.reshape(N, C, -1), dout.reshape(N, C, -1)  # (N, C, L)
-        L = xc3.shape[2]
+            xc3 = self.cache["x"].reshape(N, C, L) - _rows(self.cache["mean"], L)
         if training and dout3.nbytes >= _fast_batchnorm.MIN_BYTES and \
                 _fast_path(dout3, xc3, self.params["gamma"]):
             # the fast path: the same numbers, the batch split over the cores
