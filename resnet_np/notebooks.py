@@ -25,6 +25,7 @@ when one differs from what its page generates.
 nbformat and nbclient come from the optional extra: pip install "resnet_np[notebooks]".
 """
 import ast
+import doctest
 import os
 import re
 import time
@@ -77,22 +78,13 @@ def split_blocks(text):
 
 
 def doctest_examples(lines):
-    """[(source, shows_output, raises)] for the examples of one fenced `>>>` block."""
-    examples = []
-    for raw in lines:
-        line = raw.strip()
-        if line.startswith(">>>"):
-            examples.append([[line[4:]], [], False])
-        elif line.startswith("...") and examples and not examples[-1][1]:
-            examples[-1][0].append(line[4:])
-        elif line and examples:
-            examples[-1][1].append(line)
-    cleaned = []
-    for source, output, _ in examples:
-        code = "\n".join(re.sub(r"\s*#\s*doctest:.*$", "", s) for s in source).rstrip()
-        raises = bool(output) and output[0].startswith("Traceback (most recent call last)")
-        cleaned.append((code, bool(output), raises))
-    return cleaned
+    """[(source, shows_output, raises)] for the examples of one fenced `>>>` block,
+    as the standard library's doctest parser reads them."""
+    examples = doctest.DocTestParser().get_examples("\n".join(lines))
+    return [("\n".join(re.sub(r"\s*#\s*doctest:.*$", "", s)
+                       for s in example.source.rstrip("\n").split("\n")).rstrip(),
+             bool(example.want), example.exc_msg is not None)
+            for example in examples]
 
 
 def doctest_cells(lines):
