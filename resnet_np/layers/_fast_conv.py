@@ -15,9 +15,10 @@ import glob
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .columns import output_size
 
@@ -38,13 +39,18 @@ from .columns import output_size
 #    each row, sharing their zero borders, makes the slices longer and the waste smaller
 #    (_Geometry). For stride s, split the padded image into s * s phases, phase (a, b) =
 #    xp[a::s, b::s]; offset (i, j) reads phase (i % s, j % s) shifted by (i // s, j // s),
-#    again one contiguous slice.
+#    again one contiguous slice. The offsets that read one phase form a grid (r, q) whose
+#    shift is r * (row length) + q, so all their rows are one copy from a read-only view
+#    with those two strides (one copy for stride 1 instead of kH * kW).
 # 3. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
 # 4. Threads. Chunks are spread over a thread pool, one chunk per core at a time, while
 #    BLAS runs single-threaded: NumPy releases the GIL in matmul and in copies, so the
-#    copies run in parallel too, not just the matrix products.
+#    copies run in parallel too, not just the matrix products. Each thread takes its share
+#    of the chunks in one task (the calling thread is one of them): a hand-off between
+#    threads, and each NumPy call while the other thread holds the GIL, costs several
+#    microseconds, so fewer tasks and fewer, larger NumPy calls per chunk pay.
 #
 # Backward rebuilds each chunk's columns from the cached input instead of keeping the
 # 75 MB matrix alive between forward and backward: a cheap, in-cache copy. With stride 1
@@ -80,6 +86,11 @@ class _Geometry:
         # for each phase: (index, phase rows, block columns, x rows, x columns) as slices
         self.phase_slices = [(a * self.sW + b, rq, cq, rx, cx) for a, (rq, rx) in
                              enumerate(rows) for b, (cq, cx) in enumerate(cols)]
+        # the offsets (i, j) that read phase (a, b): i = a + sH r, j = b + sW q, a grid
+        self.offset_grids = [(a * self.sW + b, a, b, len(range(a, self.kH, self.sH)),
+                              len(range(b, self.kW, self.sW)))
+                             for a in range(min(self.sH, self.kH))
+                             for b in range(min(self.sW, self.kW))]
         self._shifts = {}
 
     def shifts(self, n):
@@ -125,9 +136,14 @@ def _columns(x, g, dtype):
     xq, xq5 = _phases("phases", n, g, dtype)                        # (C, S, Hq, n, B)
     for phase, rq, cq, rx, cx in g.phase_slices:
         xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
-    cols = _scratch("cols", (g.C, g.kH * g.kW, n * g.L), dtype)     # (C, kH*kW, H_out*n*B)
-    for k, (phase, shift) in enumerate(g.shifts(n)):
-        cols[:, k] = xq[:, phase, shift:shift + n * g.L]
+    cols = _scratch("cols", (g.C, g.kH, g.kW, n * g.L), dtype)      # (C, kH, kW, H_out*n*B)
+    for phase, a, b, rows, columns in g.offset_grids:
+        # offsets (a + sH r, b + sW q) read phase (a, b) shifted by r * n * B + q: one
+        # copy from an (overlapping, read-only) view with those two strides
+        src = as_strided(xq[:, phase], shape=(g.C, rows, columns, n * g.L),
+                         strides=(xq.strides[0], n * g.B * xq.itemsize, xq.itemsize, xq.itemsize),
+                         writeable=False)
+        cols[:, a::g.sH, b::g.sW] = src
     return cols.reshape(g.K, n * g.L)                                # (C*kH*kW, n*L)
 
 
@@ -228,9 +244,24 @@ def _run(task, g, itemsize):
     previous = _blas.get()
     _blas.set(1)
     try:
-        return list(_pool().map(lambda chunk: task(*chunk), chunks))
+        return _share(task, chunks, workers)
     finally:
         _blas.set(previous)
+
+
+def _share(task, chunks, workers):
+    """Run the chunks as `workers` shares: chunks[w::workers] in turn on worker w, the
+    calling thread taking share 0. One hand-off per worker instead of one per chunk."""
+    shares = [chunks[w::workers] for w in range(workers)]
+    futures = [_pool().submit(lambda share: [task(*c) for c in share], share)
+               for share in shares[1:]]
+    try:
+        results = [task(*c) for c in shares[0]]
+    finally:
+        wait(futures)                   # no worker may still write when this returns
+    for future in futures:
+        results += future.result()
+    return results
 
 
 def conv_forward(x, W2, kernel_size, stride, padding):
