@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from ._pages import prefer_small_pages
+
 
 def trace(argv):
     """Build one residual block, run forward and backward, print (and draw) every quantity."""
@@ -105,6 +107,7 @@ def train(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
+    prefer_small_pages()                    # see resnet_np/_pages.py: about 7 % faster
     try:
         return train_run(args)              # Ctrl-C during training: handled there (130)
     except UsageError as err:

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from ._pages import prefer_small_pages
 from .bench_report import (print_convs, print_resnet20, print_scaling, print_targets,
                            targets)
 from .layers.conv import Conv2d
@@ -231,6 +232,7 @@ def peak_memory_mb(framework, batch, mode="train"):
 
 
 def _memory_child(framework, batch, mode):
+    prefer_small_pages()
     rng = np.random.default_rng(0)
     if framework == "torch":
         import torch
@@ -318,6 +320,7 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--convs-only", action="store_true", help="skip the ResNet-20 section")
     args = p.parse_args(argv)
+    pages = prefer_small_pages()   # as `python -m resnet_np train` does; see resnet_np/_pages.py
     threads = os.cpu_count() or 1
     has_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     frameworks = ["numpy"] + (["torch"] if has_torch else [])
@@ -331,6 +334,8 @@ def main(argv=None):
           (f", torch {torch.__version__} (runs interleaved)" if torch else
            ", PyTorch not installed"))
     print(f"resnet_np conv: {_conv_threading()}")
+    print("NumPy huge pages: " + ("not requested (as in python -m resnet_np train)" if pages is not None
+                                  else "as NUMPY_MADVISE_HUGEPAGE or NumPy decides"))
     rows = bench_convs(args.batch, args.repeat, torch)
     print_convs(rows, torch is not None)
     report = {"batch": args.batch, "threads": threads, "convs": rows, "resnet20": None,
