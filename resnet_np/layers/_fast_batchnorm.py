@@ -11,7 +11,7 @@ asserts it equals the readable code (float64 to 1e-12, float32 to 1e-5).
 import numpy as np
 
 from . import batchnorm          # for _rows; batchnorm imports this module, so no names here
-from ._fast_conv import _pool, _pool_size
+from ._fast_conv import _pool_size, _share
 
 # Below this size one thread is faster. Measured on 2 cores, BatchNorm training forward +
 # backward at batch 128: (128, 16, 32*32) 8 MB 5.11 -> 3.30 ms, (128, 32, 16*16) 4 MB
@@ -32,8 +32,8 @@ def _slices(N):
 
 
 def _each(task, slices):
-    """task(s) for every slice, on the pool; the list of results."""
-    return list(_pool().map(task, slices))
+    """task(s) for every slice, one slice per thread (the caller's among them)."""
+    return _share(task, slices, len(slices))
 
 
 def normalise(x3, gamma, beta, eps):

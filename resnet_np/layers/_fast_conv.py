@@ -244,19 +244,20 @@ def _run(task, g, itemsize):
     previous = _blas.get()
     _blas.set(1)
     try:
-        return _share(task, chunks, workers)
+        return _share(lambda chunk: task(*chunk), chunks, workers)
     finally:
         _blas.set(previous)
 
 
-def _share(task, chunks, workers):
-    """Run the chunks as `workers` shares: chunks[w::workers] in turn on worker w, the
-    calling thread taking share 0. One hand-off per worker instead of one per chunk."""
-    shares = [chunks[w::workers] for w in range(workers)]
-    futures = [_pool().submit(lambda share: [task(*c) for c in share], share)
+def _share(task, items, workers):
+    """[task(item) for item in items], as `workers` shares run at once: items[w::workers]
+    in turn on worker w, the calling thread taking share 0 (the results come share by
+    share). One hand-off per worker instead of one per item."""
+    shares = [items[w::workers] for w in range(workers)]
+    futures = [_pool().submit(lambda share: [task(item) for item in share], share)
                for share in shares[1:]]
     try:
-        results = [task(*c) for c in shares[0]]
+        results = [task(item) for item in shares[0]]
     finally:
         wait(futures)                   # no worker may still write when this returns
     for future in futures:
