@@ -114,3 +114,44 @@ def test_wrong_input_channels():
     with pytest.raises(ValueError, match=r"FusedConv\(3, 4, kernel_size=3, padding=1, relu=True\)"
                                          r"\.forward: expected x of shape \(N, 3, H, W\)"):
         fused(np.ones((2, 1, 8, 8), dtype=np.float32))
+
+
+# -- the fused model splits a batch over the cores -----------------------------------------
+@pytest.mark.parametrize("batch", [1, 2, 5, 7])
+def test_split_batch_gives_the_plain_forward(rng, batch):
+    """FusedSequential cuts the batch in one part per core; the logits are those of the
+    same layers run on the whole batch (float64), whatever the batch size."""
+    from resnet_np.fuse import FusedSequential
+    fused = randomised(rn.resnet_cifar(8, width=4, rng=0).astype(np.float64), rng).fuse()
+    assert isinstance(fused, FusedSequential) and isinstance(fused.stage1, FusedSequential)
+    x = rng.standard_normal((batch, 3, 8, 8))
+    whole = rn.Sequential.forward(fused, x)
+    out = fused(x)
+    assert out.shape == whole.shape and rel(out, whole) <= 1e-12
+
+
+def test_split_batch_runs_each_part_in_its_own_share(monkeypatch):
+    """Inside a part the convolution's chunks run in the calling thread (no nested use of
+    the busy pool), and every example comes back once, in order."""
+    from resnet_np.layers import _fast_conv
+    if _fast_conv._pool_size() == 1 or _fast_conv._blas is None:
+        pytest.skip("one core, or BLAS threads not settable: nothing is split")
+    seen = []
+
+    def forward(part):
+        seen.append((len(part), _fast_conv._inside_share()))
+        return part * 2
+
+    x = np.arange(10.0)
+    np.testing.assert_array_equal(_fast_conv.split_batch(forward, x), 2 * x)
+    assert sorted(n for n, _ in seen) == [5, 5] and all(inside for _, inside in seen)
+    assert not _fast_conv._inside_share()                      # reset after the split
+    seen.clear()                                               # a batch of one is not split
+    np.testing.assert_array_equal(_fast_conv.split_batch(forward, x[:1]), 2 * x[:1])
+    assert seen == [(1, False)]
+
+
+def test_a_wrong_input_is_reported_for_the_whole_batch(rng):
+    fused = rn.resnet_cifar(8, width=4, rng=0).fuse()
+    with pytest.raises(ValueError, match=r"\(6, 4, 8, 8\)"):
+        fused(rng.standard_normal((6, 4, 8, 8)).astype(np.float32))
