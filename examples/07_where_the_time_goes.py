@@ -45,6 +45,7 @@ except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
 from resnet_np.bench import CONV_SHAPES
+from resnet_np._pages import prefer_small_pages
 from resnet_np.layers import _fast_conv
 
 REQUIRED_KEYS = ["machine.cores", "machine.l2_bytes", "gemm_gflops.one_core",
@@ -229,6 +230,7 @@ def plot_profile(results, path):
 # %% Run
 if __name__ == "__main__":
     args = parse_args()
+    prefer_small_pages()        # as `python -m resnet_np train` and `bench` do (docs/performance.md)
     os.makedirs(args.out, exist_ok=True)
     batch = 4 if args.quick else args.batch
     repeat = 2 if args.quick else 10
