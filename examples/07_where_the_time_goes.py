@@ -44,7 +44,7 @@ try:
 except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
-from resnet_np.bench import CONV_SHAPES
+from resnet_np.bench import CONV_SHAPES, best_ms
 from resnet_np._pages import prefer_small_pages
 from resnet_np.layers import _fast_conv
 
@@ -62,17 +62,6 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=128, help="batch of the conv and profile runs")
     args, _ = p.parse_known_args(argv)     # tolerate a notebook kernel's own arguments
     return args
-
-
-def best_ms(fn, repeat):
-    """Best wall time of fn() in ms, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
 
 
 # %% 1-2. The two ceilings: GEMM rate and memory bandwidth

@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -51,6 +50,7 @@ try:
 except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
+from resnet_np.bench import best_ms
 from resnet_np.layers import _fast_conv
 
 REQUIRED_KEYS = ["error_float64", "multiplications_per_pixel.im2col",
@@ -140,16 +140,6 @@ def im2col_conv(x, W):
 
 
 # %% Timing, one core
-def best_ms(fn, repeat):
-    fn()                                                          # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
-
-
 def time_steps(batch, C, size, repeat, rng):
     """ms of each step of both methods for one C -> C convolution, float32."""
     x = rng.standard_normal((batch, C, size, size)).astype(np.float32)

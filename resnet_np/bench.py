@@ -57,6 +57,18 @@ def _interleaved(runners, repeat):
     return {name: 1e3 * min(t) for name, t in times.items()}
 
 
+def best_ms(fn, repeat):
+    """Best wall time of fn() in ms over `repeat` calls, after one warm-up call
+    (back to back: what the examples' step-by-step timings use)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
 # -- one convolution ---------------------------------------------------------------
 SETTLE_S = 0.02   # idle time before each timed run
 
