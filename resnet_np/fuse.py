@@ -16,7 +16,10 @@ backward). The model itself is left unchanged; fuse again after its parameters c
 
 What is fused: Conv2d -> BatchNorm2d (-> ReLU) inside any Sequential (stems, projection
 shortcuts), BatchNorm2d -> ReLU (pre-activation), BasicBlock and PreActBlock. Any other
-layer is copied in eval mode and runs unfused.
+layer is copied in eval mode and runs unfused. Sequentials become FusedSequential: the
+same layers in turn, but the outermost one cuts a batch in one part per core and runs
+each part through all the layers on its own thread (examples do not interact at
+inference; docs/performance.md has the numbers).
 """
 import copy
 
