@@ -241,18 +241,22 @@ def _run(task, g, itemsize):
 
 def _parallel(task, items):
     """[task(item) for item in items] on the thread pool with BLAS held to one thread;
-    one after another, with BLAS on its own threads, if BLAS's thread count cannot be set
-    (or on one core). Inside a share of an outer _parallel (split_batch's), it runs in
-    the calling thread: the cores are busy already."""
-    workers = _pool_size()
-    if workers == 1 or len(items) == 1 or _blas is None or _inside_share():
+    one after another in the calling thread when _in_sequence says so."""
+    if _in_sequence(len(items)):
         return [task(item) for item in items]
     previous = _blas.get()
     _blas.set(1)
     try:
-        return _share(task, items, workers)
+        return _share(task, items, _pool_size())
     finally:
         _blas.set(previous)
+
+
+def _in_sequence(count):
+    """Whether `count` tasks run one after another, BLAS on its own threads: on one core,
+    for one task, when OpenBLAS's thread count cannot be set, or inside a share of an
+    outer _parallel (split_batch's), whose cores are busy already."""
+    return _pool_size() == 1 or count <= 1 or _blas is None or _inside_share()
 
 
 def _inside_share():
@@ -287,20 +291,22 @@ def _share(task, items, workers):
     return results
 
 
+def batch_slices(N):
+    """One slice of a batch of N examples per core (at most N), sizes within one."""
+    workers = min(_pool_size(), N)
+    bounds = np.linspace(0, N, workers + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def split_batch(forward, x):
     """forward(x) with the batch cut in one part per core, each part run through the
     whole of `forward` on its own thread (convolutions inside run single-threaded), the
     outputs concatenated. Only for a forward in which examples do not interact and that
     keeps no state: resnet_np.fuse's inference copies. Faster than splitting each layer
     (fewer hand-offs between threads, and the elementwise layers run on every core)."""
-    if not isinstance(x, np.ndarray) or x.ndim == 0 or _inside_share():
+    if not isinstance(x, np.ndarray) or x.ndim == 0 or _in_sequence(len(x)):
         return forward(x)
-    workers = min(_pool_size(), len(x))
-    if workers <= 1:
-        return forward(x)
-    bounds = np.linspace(0, len(x), workers + 1).astype(int)
-    parts = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return np.concatenate(_parallel(forward, parts))
+    return np.concatenate(_parallel(forward, [x[part] for part in batch_slices(len(x))]))
 
 
 def conv_forward(x, W2, kernel_size, stride, padding):
