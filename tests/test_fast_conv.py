@@ -25,14 +25,17 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
     return out, col2im(W2.T @ dout2, x.shape, kernel, stride, padding), dout2 @ cols.T
 
 
-@pytest.mark.parametrize("flipped", [True, False])              # stride-1 backward route
+@pytest.mark.parametrize("gemm", ["blas", "numpy"])            # _product's two routes
 @pytest.mark.parametrize("C_out", [1, 5])
 @pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
 @pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
-def test_fast_path_matches_im2col(rng, monkeypatch, flipped, C_out, chunk_bytes, shape, kernel,
+def test_fast_path_matches_im2col(rng, monkeypatch, gemm, C_out, chunk_bytes, shape, kernel,
                                   stride, padding):
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(fast, "FLIPPED_BACKWARD", flipped)
+    if gemm == "numpy":
+        _without_blas_gemm(monkeypatch)
+    elif fast._blas is None or np.dtype(np.float64) not in fast._blas.gemm:
+        pytest.skip("no BLAS gemm found: the NumPy route is the only one")
     x = rng.standard_normal(shape)
     W2 = rng.standard_normal((C_out, shape[1] * kernel[0] * kernel[1]))
     out = fast.conv_forward(x, W2, kernel, stride, padding)
@@ -62,11 +65,52 @@ def test_fast_path_without_threads_agrees_with_the_reference(rng, monkeypatch):
         assert rel_error(result, reference) <= 1e-5
 
 
-def test_flipped_route_is_taken_where_it_applies():
-    g = fast._Geometry((2, 16, 8, 8), (3, 3), (1, 1), (1, 1))
-    assert fast._flipped_route(g, 16) and not fast._flipped_route(g, 32)
-    assert not fast._flipped_route(fast._Geometry((2, 16, 8, 8), (3, 3), (2, 2), (1, 1)), 16)
-    assert not fast._flipped_route(fast._Geometry((1, 2, 4, 4), (3, 3), (1, 1), (3, 3)), 2)
+def _without_blas_gemm(monkeypatch):
+    """_product falls back to np.matmul (as where NumPy's OpenBLAS is not found)."""
+    if fast._blas is not None:
+        monkeypatch.setattr(fast._blas, "gemm", {})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_offset_products_blas_and_numpy_agree(rng, monkeypatch, dtype, stride):
+    """_offset_products' two branches (BLAS's gemm adding in place; NumPy with temporaries)
+    give the same sums, forward and backward, and backward writes only inside the windows."""
+    g = fast._Geometry((3, 4, 7, 6), (3, 3), (stride, stride), (1, 1))
+    n, C_out = 3, 5
+    Wk = rng.standard_normal((9, C_out, 4)).astype(dtype)
+    xq = rng.standard_normal((4, g.S, g.Hq * n * g.B + g.tail)).astype(dtype)
+    dense = rng.standard_normal((C_out, n * g.L)).astype(dtype)
+    results = {}
+    for route in ("blas", "numpy"):
+        if route == "numpy":
+            _without_blas_gemm(monkeypatch)
+        forward = np.full_like(dense, np.nan)           # forward overwrites: no NaN survives
+        fast._offset_products(Wk, xq, forward, g, n, backward=False)
+        backward = xq.copy()
+        fast._offset_products(Wk, backward, dense, g, n, backward=True)
+        results[route] = forward, backward
+    expected_forward = sum(Wk[k] @ xq[:, p, s:s + n * g.L] for k, (p, s) in enumerate(g.shifts(n)))
+    expected_backward = xq.copy()
+    for k, (p, s) in enumerate(g.shifts(n)):
+        expected_backward[:, p, s:s + n * g.L] += Wk[k].T @ dense
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for forward, backward in results.values():
+        assert rel_error(forward, expected_forward) <= tolerance
+        assert rel_error(backward, expected_backward) <= tolerance
+
+
+def test_gemm_self_check_drops_a_gemm_that_disagrees(monkeypatch):
+    if fast._blas is None or not fast._blas.gemm:
+        pytest.skip("no BLAS gemm found")
+    wrong = dict(fast._blas.gemm)
+    real = wrong[np.dtype(np.float32)]
+    wrong[np.dtype(np.float32)] = lambda *args: real(*args[:6], 2.0, *args[7:])   # alpha 2
+    assert np.dtype(np.float64) in wrong
+    monkeypatch.setattr(fast._blas, "gemm", wrong)
+    fast._gemm_agrees_with_numpy()
+    assert np.dtype(np.float32) not in fast._blas.gemm
+    assert np.dtype(np.float64) in fast._blas.gemm
 
 
 def test_chunks_cover_the_batch_exactly_once():

@@ -25,11 +25,11 @@ from .columns import output_size
 # How it is faster ----------------------------------------------------------------------
 # Conv2d does not call im2col on the whole batch: for a CIFAR batch of 128 the column
 # matrix is ~75 MB, and copying it, scattering it back (col2im) and page-faulting it in
-# cost as much as the matrix product itself. Four changes, each worth about 1.5x:
+# cost as much as the matrix product itself. Five changes, each worth about 1.2-1.5x:
 #
-# 1. Chunks. The batch is processed a few examples at a time, so that a chunk's columns
-#    (a few MB) stay in the CPU cache between the copy that builds them and the matrix
-#    product that reads them.
+# 1. Chunks. The batch is processed a few examples at a time, so that a chunk's data
+#    (a few MB) stays in the CPU cache between the copy that lays it out and the matrix
+#    products that read it.
 # 2. Columns as contiguous shifts. For stride 1, flatten each padded image (Hp, Wp) into
 #    one row of Hp * Wp numbers. Kernel offset (i, j) sees pixel (h + i, w + j), which
 #    sits i * Wp + j places after pixel (h, w): so the column row for offset (i, j) is
@@ -42,19 +42,28 @@ from .columns import output_size
 #    again one contiguous slice. The offsets that read one phase form a grid (r, q) whose
 #    shift is r * (row length) + q, so all their rows are one copy from a read-only view
 #    with those two strides (one copy for stride 1 instead of kH * kW).
-# 3. Reused buffers. The columns, the phases and the wide output live in scratch
+# 3. No column matrix where a sum of products will do. The product W2 @ cols is a sum
+#    over the kernel offsets k of W_k @ (the input shifted by k), W_k = W[:, :, i, j] of
+#    shape (C_out, C_in), and "the input shifted by k" is a slice of the phase buffer: a
+#    matrix BLAS can read in place (its rows are channels, one phase row apart). So the
+#    forward pass never builds the columns: kH * kW products, each adding into the same
+#    output (BLAS's beta = 1, see _offset_products). Backward's dx is the mirror image: each
+#    W_k^T @ dout adds into the shifted slice of a zeroed phase buffer, which is col2im
+#    without the column matrix. Only dW = dout @ cols^T still reads built columns (one
+#    long product is faster there than nine).
+# 4. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
-# 4. Threads. Chunks are spread over a thread pool, one chunk per core at a time, while
-#    BLAS runs single-threaded: NumPy releases the GIL in matmul and in copies, so the
-#    copies run in parallel too, not just the matrix products. Each thread takes its share
-#    of the chunks in one task (the calling thread is one of them): a hand-off between
-#    threads, and each NumPy call while the other thread holds the GIL, costs several
-#    microseconds, so fewer tasks and fewer, larger NumPy calls per chunk pay.
+# 5. Threads. Chunks are spread over a thread pool, one chunk per core at a time, while
+#    BLAS runs single-threaded: NumPy releases the GIL in matmul and in copies, and
+#    ctypes around the BLAS calls, so the copies run in parallel too, not just the matrix
+#    products. Each thread takes its share of the chunks in one task (the calling thread
+#    is one of them): a hand-off between threads, and each NumPy call while the other
+#    thread holds the GIL, costs several microseconds, so fewer tasks and fewer, larger
+#    NumPy calls per chunk pay.
 #
 # Backward rebuilds each chunk's columns from the cached input instead of keeping the
-# 75 MB matrix alive between forward and backward: a cheap, in-cache copy. With stride 1
-# it computes dx as a convolution of dout with the flipped kernel (conv_backward).
+# 75 MB matrix alive between forward and backward: a cheap, in-cache copy.
 
 class _Geometry:
     """Sizes of the phase ("shifted columns") layout for one input shape.
@@ -133,9 +142,7 @@ def _phases(name, n, g, dtype):
 def _columns(x, g, dtype):
     """Shifted columns of a chunk x (n, C, H, W): a scratch array (C * kH * kW, n * L)."""
     n = x.shape[0]
-    xq, xq5 = _phases("phases", n, g, dtype)                        # (C, S, Hq, n, B)
-    for phase, rq, cq, rx, cx in g.phase_slices:
-        xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
+    xq = _phase_buffer(x, g, dtype)                                 # (C, S, Hq*n*B + tail)
     cols = _scratch("cols", (g.C, g.kH, g.kW, n * g.L), dtype)      # (C, kH, kW, H_out*n*B)
     for phase, a, b, rows, columns in g.offset_grids:
         # offsets (a + sH r, b + sW q) read phase (a, b) shifted by r * n * B + q: one
@@ -147,54 +154,83 @@ def _columns(x, g, dtype):
     return cols.reshape(g.K, n * g.L)                                # (C*kH*kW, n*L)
 
 
-def _add_columns_back(dcols, dx, g):
-    """col2im on the shifted layout: dx (n, C, H, W) = sum of dcols over the windows."""
-    n = dx.shape[0]
-    dcols = dcols.reshape(g.C, g.kH * g.kW, n * g.L)                # (C, kH*kW, H_out*n*B)
-    dxq, dxq5 = _phases("dphases", n, g, dcols.dtype)               # (C, S, Hq, n, B)
-    for k, (phase, shift) in enumerate(g.shifts(n)):
-        dxq[:, phase, shift:shift + n * g.L] += dcols[:, k]
+def _phase_buffer(x, g, dtype, name="phases"):
+    """The zero-padded phase buffer of a chunk x (n, C, H, W): scratch (C, S, Hq*n*B + tail)."""
+    n = x.shape[0]
+    xq, xq5 = _phases(name, n, g, dtype)                            # (C, S, Hq, n, B)
     for phase, rq, cq, rx, cx in g.phase_slices:
-        dx[:, :, rx, cx] = dxq5[:, phase, rq, :, cq].transpose(2, 0, 1, 3)
+        xq5[:, phase, rq, :, cq] = x[:, :, rx, cx].transpose(1, 2, 0, 3)
+    return xq
 
 
-def _forward_chunk(x, out, W2, g):
-    """out (n, C_out, H_out, W_out) = W2 @ columns of x, wide columns dropped."""
-    n, C_out = x.shape[0], W2.shape[0]
+def _offset_products(Wk, xq, dense, g, n, backward):
+    """The products of a convolution, one per kernel offset k, straight from the phase
+    buffer xq (C, S, Hq*n*B + tail), where window_k = xq[:, phase_k, shift_k:shift_k + n*L]
+    is the chunk's input seen from offset k (a (C, n*L) matrix, rows a phase row apart):
+
+        forward  (backward=False):  dense (C_out, n*L) = sum over k of Wk[k] @ window_k
+        backward (backward=True):   window_k += Wk[k]^T @ dense, for every k
+
+    Backward thus adds each offset's gradient into the input positions it came from:
+    col2im, without the column matrix. Wk is (kH*kW, C_out, C), contiguous.
+
+    The NumPy branch says it plainly. np.matmul cannot add into its output, so there
+    each += writes a temporary and reads it back. BLAS's gemm can (C = A B + beta C with
+    beta = 1), so when NumPy's OpenBLAS was found the same products go to its gemm through
+    ctypes (which releases the GIL meanwhile), with the addresses of the windows worked
+    out from xq's address and strides: looking up a view's address costs a few
+    microseconds, as much as a fifth of a product of one chunk.
+    """
+    gemm = _blas.gemm.get(dense.dtype) if _blas is not None else None
+    if gemm is None or xq.dtype != dense.dtype or Wk.dtype != dense.dtype:
+        for k, (phase, shift) in enumerate(g.shifts(n)):
+            window = xq[:, phase, shift:shift + n * g.L]
+            if backward:
+                window += Wk[k].T @ dense
+            elif k == 0:
+                np.matmul(Wk[k], window, out=dense)
+            else:
+                dense += Wk[k] @ window
+        return
+    item = dense.itemsize
+    C_out, C = Wk.shape[1:]
+    wk, x0, d0 = Wk.ctypes.data, xq.ctypes.data, dense.ctypes.data
+    ldx, ldd = xq.strides[0] // item, dense.shape[1]           # row strides, in elements
+    for k, (phase, shift) in enumerate(g.shifts(n)):
+        window = x0 + xq.strides[1] * phase + item * shift        # address of window_k
+        w = wk + Wk.strides[0] * k                                # address of Wk[k]
+        if backward:    # window_k (C, n*L) += Wk[k]^T (C, C_out) @ dense (C_out, n*L)
+            gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, C, n * g.L, C_out, 1.0, w, C, d0, ldd,
+                 1.0, window, ldx)
+        else:           # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
+            gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, n * g.L, C, 1.0, w, C, window, ldx,
+                 1.0 if k else 0.0, d0, ldd)
+
+
+def _forward_chunk(x, out, Wk, g):
+    """out (n, C_out, H_out, W_out) = sum over offsets k of Wk[k] @ (x shifted by k)."""
+    n, C_out = x.shape[0], Wk.shape[1]
+    xq = _phase_buffer(x, g, out.dtype)                             # (C, S, Hq*n*B + tail)
     wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, H_out*n*B)
-    cols = _columns(x, g, out.dtype)                               # (C*kH*kW, H_out*n*B)
-    np.matmul(W2, cols, out=wide)
+    _offset_products(Wk, xq, wide, g, n, backward=False)            # wide = sum W_k @ x_k
     wide = wide.reshape(C_out, g.H_out, n, g.B)[..., :g.W_out]      # drop the wide columns
     out[...] = wide.transpose(2, 0, 1, 3)
-    return cols
 
 
-def _backward_chunk_flipped(x, dout, dx, Wf2, g_back):
-    """Stride 1: fill dx = conv(dout, flipped kernel); return dW from the same columns.
-
-    cols[(o, i', j'), (y, n, z)] = dout padded by kH - 1 - pH at (y + i', z + j'), so
-    x (C, H*n*B') @ cols^T gives, at (c, (o, i', j')), dW[o, c, kH-1-i', kW-1-j'].
-    Returns that (C_out*kH*kW, C) matrix; conv_backward flips it back.
-    """
-    n, C, H, W = x.shape
-    cols = _forward_chunk(dout, dx, Wf2, g_back)                    # (C_out*kH*kW, H*n*B')
-    xwide = _scratch("xwide", (C, H, n, g_back.B), dx.dtype)        # (C, H, n, B')
-    xwide[..., :W] = x.transpose(1, 2, 0, 3)
-    xwide[..., W:] = 0                                               # wide columns
-    return cols @ xwide.reshape(C, -1).T                             # (C_out*kH*kW, C)
-
-
-def _backward_chunk(x, dout, dx, W2, g):
-    """Any stride: fill dx by col2im for a chunk; return its dW2 (C_out, C*kH*kW)."""
-    n, C_out = x.shape[0], W2.shape[0]
+def _backward_chunk(x, dout, dx, Wk, g):
+    """Fill dx for a chunk (dx_k += W_k^T @ dout, col2im by products); return its dW2
+    (C_out, C*kH*kW) = dout @ cols^T."""
+    n, C_out = x.shape[0], Wk.shape[1]
     dwide = _scratch("dwide", (C_out, g.H_out, n, g.B), dx.dtype)   # (C_out, H_out, n, B)
     dwide[..., :g.W_out] = dout.transpose(1, 2, 0, 3)
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
     dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, H_out*n*B)
     cols = _columns(x, g, dx.dtype)                                  # (C*kH*kW, H_out*n*B)
     dW2 = (cols @ dwide.T).T        # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
-    np.matmul(W2.T, dwide, out=cols)                                 # dcols, reusing cols
-    _add_columns_back(cols, dx, g)
+    dxq, dxq5 = _phases("dphases", n, g, dx.dtype)                  # zeros (C, S, Hq, n, B)
+    _offset_products(Wk, dxq, dwide, g, n, backward=True)           # dx_k += W_k^T @ dout
+    for phase, rq, cq, rx, cx in g.phase_slices:
+        dx[:, :, rx, cx] = dxq5[:, phase, rq, :, cq].transpose(2, 0, 1, 3)
     return dW2
 
 
@@ -221,7 +257,6 @@ def _l2_cache_bytes(default=2 << 20):
 # Xeon (ResNet-20 convs, fw+bw, batch 128): 2-8 MB within noise of each other, 4 MB best
 # overall, 0.5-1 MB up to 1.7x slower on 32->32 and 64->64 (the products get too thin).
 CHUNK_BYTES = 2 * _l2_cache_bytes()
-FLIPPED_BACKWARD = True    # stride-1 backward as a convolution with the flipped kernel
 
 
 def _chunks(g, itemsize, workers):
@@ -309,62 +344,44 @@ def split_batch(forward, x):
     return np.concatenate(_parallel(forward, [x[part] for part in batch_slices(len(x))]))
 
 
+def _per_offset(W2, C):
+    """W2 (C_out, C*kH*kW) as Wk (kH*kW, C_out, C): Wk[i*kW + j] = W[:, :, i, j]."""
+    C_out = W2.shape[0]
+    return np.ascontiguousarray(W2.reshape(C_out, C, -1).transpose(2, 0, 1))
+
+
 def conv_forward(x, W2, kernel_size, stride, padding):
     """out (N, C_out, H_out, W_out) = W2 @ im2col(x), chunked and threaded.
 
     W2 is the weight flattened to (C_out, C * kH * kW) in the dtype of the result.
     """
     g = _Geometry(x.shape, kernel_size, stride, padding)
+    Wk = _per_offset(W2, g.C)                            # (kH*kW, C_out, C)
     out = np.empty((g.N, W2.shape[0], g.H_out, g.W_out), dtype=W2.dtype)
 
     def task(start, stop):
-        _forward_chunk(x[start:stop], out[start:stop], W2, g)
+        _forward_chunk(x[start:stop], out[start:stop], Wk, g)
 
     _run(task, g, W2.itemsize)
     return out
 
 
-def _flipped_route(g, C_out):
-    """Stride 1, padding < kernel, and C_out <= C_in (dout's columns are not the larger)."""
-    return (FLIPPED_BACKWARD and C_out <= g.C and (g.sH, g.sW) == (1, 1)
-            and g.pH < g.kH and g.pW < g.kW)
-
-
 def conv_backward(x, dout, W2, kernel_size, stride, padding):
-    """(dx, dW2): dx = col2im(W2^T @ dout), dW2 = dout @ im2col(x)^T, chunked and threaded.
-
-    With stride 1 (and padding < kernel), dx is itself a convolution: of dout, padded by
-    kH - 1 - pH, with the kernel flipped and C_in, C_out swapped. Its columns also give
-    dW, so backward costs one column build and two products, and no col2im scatter.
-    It pays when C_out <= C_in (about 1.2x on ResNet-20's 16->16 backward, single thread);
-    with C_out > C_in (the 3->16 stem) the columns of dout would be larger than those of x.
-    """
+    """(dx, dW2): dx = col2im(W2^T @ dout), dW2 = dout @ im2col(x)^T, chunked and threaded."""
     g = _Geometry(x.shape, kernel_size, stride, padding)
+    Wk = _per_offset(W2, g.C)                            # (kH*kW, C_out, C)
     dx = np.empty((g.N, g.C, g.H, g.W), dtype=W2.dtype)
-    C_out = W2.shape[0]
-    if _flipped_route(g, C_out):
-        W4 = W2.reshape(C_out, g.C, g.kH, g.kW)
-        Wf2 = W4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(g.C, -1)  # (C, C_out*kH*kW)
-        pad = (g.kH - 1 - g.pH, g.kW - 1 - g.pW)
-        g_back = _Geometry(dout.shape, (g.kH, g.kW), (1, 1), pad)
-
-        def task(start, stop):
-            chunk = slice(start, stop)
-            return _backward_chunk_flipped(x[chunk], dout[chunk], dx[chunk], Wf2, g_back)
-
-        dWf = sum(_run(task, g_back, W2.itemsize))                     # (C_out*kH*kW, C)
-        dW4 = dWf.reshape(C_out, g.kH, g.kW, g.C)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
-        return dx, dW4.reshape(C_out, -1)                              # (C_out, C*kH*kW)
 
     def task(start, stop):
-        return _backward_chunk(x[start:stop], dout[start:stop], dx[start:stop], W2, g)
+        return _backward_chunk(x[start:stop], dout[start:stop], dx[start:stop], Wk, g)
 
     return dx, sum(_run(task, g, W2.itemsize))
 
 
-# -- threads: a pool of one worker per core, and OpenBLAS held to one thread meanwhile ---
+# -- OpenBLAS through ctypes: its thread count, and gemm for what np.matmul cannot say ---
 class _OpenBLAS:
-    """get()/set(n) for the number of OpenBLAS threads, found through ctypes."""
+    """get()/set(n) for the number of OpenBLAS threads; gemm, a dict from dtype to
+    cblas_sgemm / cblas_dgemm (empty if this library does not export them)."""
 
     PREFIXES = ("scipy_openblas_", "openblas_")
     SUFFIXES = ("64_", "")
@@ -378,14 +395,39 @@ class _OpenBLAS:
                     get.restype, set_.restype = ctypes.c_int, None
                     set_.argtypes = [ctypes.c_int]
                     self.get, self.set = get, set_
+                    self.gemm = self._find_gemm(lib, prefix, suffix)
                     return
         raise OSError("no openblas_get/set_num_threads in this library")
+
+    @staticmethod
+    def _find_gemm(lib, prefix, suffix):
+        """cblas_?gemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+        with BLAS's integer width: 64 bits in NumPy's scipy_openblas64_, else as built."""
+        config = getattr(lib, f"{prefix}get_config{suffix}", None)
+        if config is not None:
+            config.restype = ctypes.c_char_p
+        wide_ints = suffix == "64_" or (config is not None and b"USE64BITINT" in config())
+        blasint = ctypes.c_int64 if wide_ints else ctypes.c_int
+        cblas = prefix.replace("openblas_", "") + "cblas_"            # scipy_cblas_, cblas_
+        gemm = {}
+        for dtype, letter, real in ((np.dtype(np.float32), "s", ctypes.c_float),
+                                    (np.dtype(np.float64), "d", ctypes.c_double)):
+            fn = getattr(lib, f"{cblas}{letter}gemm{suffix}", None)
+            if fn is not None:
+                fn.restype = None
+                fn.argtypes = ([ctypes.c_int] * 3 + [blasint] * 3 + [real, ctypes.c_void_p,
+                               blasint, ctypes.c_void_p, blasint, real, ctypes.c_void_p, blasint])
+                gemm[dtype] = fn
+        return gemm
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112          # CBLAS's enum values
 
 
 def _find_openblas():
     """The OpenBLAS NumPy uses: the copy bundled in NumPy's wheel, else one already
     loaded (Linux /proc/self/maps), else None: then chunks run one after another on
-    BLAS's own threads."""
+    BLAS's own threads, and products through np.matmul."""
     root = os.path.dirname(os.path.dirname(np.__file__))
     paths = [path for folder in ("numpy.libs", os.path.join("numpy", ".dylibs"))
              for path in sorted(glob.glob(os.path.join(root, folder, "*openblas*")))]
@@ -402,7 +444,25 @@ def _find_openblas():
     return None
 
 
+def _gemm_agrees_with_numpy():
+    """Check each ctypes gemm found on a small case like the convolution's (a transposed
+    operand, a row stride longer than the row, beta = 1) against NumPy; drop a gemm that
+    disagrees (an unexpected integer width, say), so that NumPy computes instead."""
+    rng = np.random.default_rng(0)
+    for dtype, gemm in list(_blas.gemm.items()):
+        a = rng.standard_normal((3, 5)).astype(dtype)                # used as a^T (5, 3)
+        b = rng.standard_normal((3, 10)).astype(dtype)               # used as b[:, :7]
+        out = rng.standard_normal((5, 7)).astype(dtype)
+        expected = out + a.T @ b[:, :7]
+        gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, 5, 7, 3, 1.0, a.ctypes.data, 5, b.ctypes.data, 10,
+             1.0, out.ctypes.data, 7)
+        if not np.allclose(out, expected, rtol=1e-5, atol=1e-5):
+            del _blas.gemm[dtype]
+
+
 _blas = _find_openblas()
+if _blas is not None:
+    _gemm_agrees_with_numpy()
 _executor, _executor_pid = None, None
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
