@@ -25,16 +25,20 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
     return out, col2im(W2.T @ dout2, x.shape, kernel, stride, padding), dout2 @ cols.T
 
 
-@pytest.mark.parametrize("gemm", ["blas", "numpy"])            # _product's two routes
+@pytest.mark.parametrize("route", ["offsets-blas", "offsets-numpy", "columns"])
 @pytest.mark.parametrize("C_out", [1, 5])
 @pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
 @pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
-def test_fast_path_matches_im2col(rng, monkeypatch, gemm, C_out, chunk_bytes, shape, kernel,
+def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, shape, kernel,
                                   stride, padding):
+    """Each route of the chunks: one product per kernel offset (by BLAS's gemm, or by
+    NumPy where no gemm is found), or one product over the built columns."""
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
-    if gemm == "numpy":
+    monkeypatch.setattr(fast, "MIN_CHANNELS_BY_OFFSETS", 10**9 if route == "columns" else 1)
+    if route == "offsets-numpy":
         _without_blas_gemm(monkeypatch)
-    elif fast._blas is None or np.dtype(np.float64) not in fast._blas.gemm:
+    elif route == "offsets-blas" and (fast._blas is None or
+                                      np.dtype(np.float64) not in fast._blas.gemm):
         pytest.skip("no BLAS gemm found: the NumPy route is the only one")
     x = rng.standard_normal(shape)
     W2 = rng.standard_normal((C_out, shape[1] * kernel[0] * kernel[1]))
@@ -63,6 +67,11 @@ def test_fast_path_without_threads_agrees_with_the_reference(rng, monkeypatch):
                               (dW2, ref_dW2)):
         assert result.dtype == np.float32
         assert rel_error(result, reference) <= 1e-5
+
+
+def test_route_follows_the_input_channels():
+    assert not fast._by_offsets(fast._Geometry((2, 3, 8, 8), (3, 3), (1, 1), (1, 1)))   # stem
+    assert fast._by_offsets(fast._Geometry((2, 16, 8, 8), (3, 3), (2, 2), (1, 1)))
 
 
 def _without_blas_gemm(monkeypatch):
