@@ -302,8 +302,10 @@ def _conv_threading():
     fast = importlib.import_module("resnet_np.layers._fast_conv")
     if fast._blas is None or fast._pool_size() == 1:
         return "chunks in sequence, BLAS on its own threads"
-    return (f"chunks of ~{fast.CHUNK_BYTES >> 20} MB of columns on {fast._pool_size()} "
-            f"threads, OpenBLAS single-threaded inside each")
+    products = ("one BLAS gemm per kernel offset" if np.dtype(np.float32) in fast._blas.gemm
+                else "NumPy products")
+    return (f"chunks of ~{fast.CHUNK_BYTES >> 20} MB on {fast._pool_size()} threads, "
+            f"OpenBLAS single-threaded inside each; {products}")
 
 
 def _import_torch(threads):

@@ -125,7 +125,7 @@ def test_gemm_self_check_drops_a_gemm_that_disagrees(monkeypatch):
 def test_chunks_cover_the_batch_exactly_once():
     g = fast._Geometry((13, 16, 32, 32), (3, 3), (1, 1), (1, 1))
     for workers in (1, 2, 4):
-        chunks = fast._chunks(g, 4, workers)
+        chunks = fast._chunks(g, 4 * g.K * g.L, workers)
         covered = np.concatenate([np.arange(a, b) for a, b in chunks])
         np.testing.assert_array_equal(covered, np.arange(13))
 
