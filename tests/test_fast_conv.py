@@ -1,5 +1,8 @@
 """resnet_np.layers._fast_conv: the fast path of Conv2d (shifted columns, chunks,
 threads) gives the numbers of the readable reference, im2col/col2im on the whole batch."""
+import ctypes
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -107,6 +110,32 @@ def test_offset_products_blas_and_numpy_agree(rng, monkeypatch, dtype, stride):
     for forward, backward in results.values():
         assert rel_error(forward, expected_forward) <= tolerance
         assert rel_error(backward, expected_backward) <= tolerance
+
+
+class _FakeFunction:
+    """Stands in for a ctypes function of a BLAS library: accepts restype/argtypes."""
+
+    def __init__(self, result=None):
+        self.result = result
+
+    def __call__(self, *args):
+        return self.result
+
+
+@pytest.mark.parametrize("prefix, suffix, config, width", [
+    ("scipy_openblas_", "64_", b"OpenBLAS 0.3.30 USE64BITINT DYNAMIC_ARCH", ctypes.c_int64),
+    ("openblas_", "", b"OpenBLAS 0.3.21 DYNAMIC_ARCH", ctypes.c_int),    # a system OpenBLAS
+    ("openblas_", "", b"OpenBLAS 0.3.21 USE64BITINT", ctypes.c_int64),   # built ILP64, no suffix
+])
+def test_find_gemm_names_and_integer_width(prefix, suffix, config, width):
+    cblas = prefix.replace("openblas_", "") + "cblas_"
+    lib = SimpleNamespace(**{f"{prefix}get_config{suffix}": _FakeFunction(config),
+                             f"{cblas}sgemm{suffix}": _FakeFunction()})   # no dgemm
+    gemm = fast._OpenBLAS._find_gemm(lib, prefix, suffix)
+    assert list(gemm) == [np.dtype(np.float32)]           # float64 then goes to NumPy
+    argtypes = gemm[np.dtype(np.float32)].argtypes
+    assert argtypes[3:6] == [width] * 3 and argtypes[6] is ctypes.c_float
+    assert fast._OpenBLAS._find_gemm(SimpleNamespace(), prefix, suffix) == {}
 
 
 def test_gemm_self_check_drops_a_gemm_that_disagrees(monkeypatch):
