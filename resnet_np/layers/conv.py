@@ -47,7 +47,8 @@ class Conv2d(Layer):
     line for line, with im2col and col2im from resnet_np.layers.columns. It runs under
     `with resnet_np.reference_kernels():` (a debugger then steps into it). Otherwise the
     fast path of the private module resnet_np.layers._fast_conv runs (chunks of the batch,
-    columns as shifted slices, threads); tests assert that the two give the same numbers.
+    one matrix product per kernel offset on shifted slices, threads); tests assert that
+    the two give the same numbers.
     Backward runs the kernels its forward ran.
 
     Example
