@@ -159,6 +159,16 @@ def test_chunks_cover_the_batch_exactly_once():
         np.testing.assert_array_equal(covered, np.arange(13))
 
 
+def test_chunks_run_in_turn_are_not_rounded_up_to_the_cores(monkeypatch):
+    g = fast._Geometry((6, 2, 5, 5), (3, 3), (1, 1), (1, 1))
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 6 * 100)              # all six in one chunk
+    monkeypatch.setattr(fast, "_pool_size", lambda: 2)
+    for in_turn, expected in ((True, [(0, 6)]), (False, [(0, 3), (3, 6)])):
+        monkeypatch.setattr(fast, "_in_sequence", lambda count, in_turn=in_turn: in_turn)
+        monkeypatch.setattr(fast, "_parallel", lambda task, items: [task(i) for i in items])
+        assert fast._run(lambda start, stop: (start, stop), g, 100) == expected
+
+
 def test_blas_thread_setting_is_restored(rng, monkeypatch):
     if fast._blas is None:
         pytest.skip("OpenBLAS thread control not found; the sequential fallback is used")

@@ -307,7 +307,10 @@ def _chunks(g, per_example, workers):
 
 def _run(task, g, per_example):
     """Call task(start, stop) for every chunk, spread over the cores (see _parallel)."""
-    return _parallel(lambda chunk: task(*chunk), _chunks(g, per_example, _pool_size()))
+    # chunks that will run one after another (inside a share of split_batch, say) need
+    # not come in a multiple of the cores: fewer, larger chunks then
+    workers = 1 if _in_sequence(_pool_size()) else _pool_size()
+    return _parallel(lambda chunk: task(*chunk), _chunks(g, per_example, workers))
 
 
 def _parallel(task, items):
