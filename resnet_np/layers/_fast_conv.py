@@ -507,6 +507,9 @@ def _gemm_agrees_with_numpy():
 _blas = _find_openblas()
 if _blas is not None:
     _gemm_agrees_with_numpy()
+
+
+# -- threads: a pool of one worker per core, and OpenBLAS held to one thread meanwhile ---
 _executor, _executor_pid = None, None
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
