@@ -181,7 +181,9 @@ class FusedPreActBlock(_InferenceOnly):
 
     def forward(self, a_l):
         h_l = self.act1(a_l)                            # h^[l] = relu(bn1(a^[l]))
-        a_l2 = self.conv2(self.conv1(h_l))              # z^[l+2]
+        a_l2 = _conv_pair(self.conv1, self.conv2, h_l)  # the fast path: the same z^[l+2]
+        if a_l2 is None:
+            a_l2 = self.conv2(self.conv1(h_l))          # z^[l+2]
         if self.shortcut is not None:
             a_l2 += self.shortcut(h_l if self.shortcut_from_h else a_l)
         return a_l2
