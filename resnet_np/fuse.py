@@ -81,10 +81,7 @@ class FusedConv(_InferenceOnly):
 
     def forward(self, x):
         check_array(x, self._where, 4, f"(N, {self.in_channels}, H, W)", {1: self.in_channels})
-        window = self.kernel_size, self.stride, self.padding
-        dtype = np.result_type(x.dtype, self.params["W"].dtype)
-        W2 = self.params["W"].reshape(self.out_channels, -1).astype(dtype, copy=False)
-        b = self.params["b"].astype(dtype, copy=False)
+        W2, b, window, _ = self._operands(np.result_type(x.dtype, self.params["W"].dtype))
         if _kernels.REFERENCE:                       # the readable convolution, as Conv2d's
             H_out, W_out = output_size(x.shape, *window)
             out2 = W2 @ im2col(x, *window)                                # (C_out, N*H_out*W_out)
@@ -94,6 +91,13 @@ class FusedConv(_InferenceOnly):
         out += b[:, None, None]
         # (adding b and the max inside each chunk of conv_forward measured no faster)
         return np.maximum(out, 0, out=out) if self.relu else out
+
+    def _operands(self, dtype):
+        """(W2, b, (kernel_size, stride, padding), relu): W2 (C_out, C_in*kH*kW) and b (C_out,)
+        in `dtype`, what this convolution computes with."""
+        return (self.params["W"].reshape(self.out_channels, -1).astype(dtype, copy=False),
+                self.params["b"].astype(dtype, copy=False),
+                (self.kernel_size, self.stride, self.padding), self.relu)
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={short_pair(self.kernel_size)}"
@@ -160,11 +164,7 @@ def _conv_pair(first, second, x):
     if first.params["W"].dtype != second.params["W"].dtype:     # in turn: two dtypes
         return None
     dtype = np.result_type(x.dtype, first.params["W"].dtype)
-    convs = [(conv.params["W"].reshape(conv.out_channels, -1).astype(dtype, copy=False),
-              conv.params["b"].astype(dtype, copy=False),
-              (conv.kernel_size, conv.stride, conv.padding), conv.relu)
-             for conv in (first, second)]
-    return conv_pair_forward(x, *convs)
+    return conv_pair_forward(x, first._operands(dtype), second._operands(dtype))
 
 
 class FusedPreActBlock(_InferenceOnly):

@@ -218,6 +218,12 @@ def _forward_chunk(x, out, W, g):
         _offset_products(W.Wk, xq, wide, g, n, backward=False)      # wide = sum W_k @ x_k
     else:
         np.matmul(W.W2, _columns(x, g, out.dtype), out=wide)        # wide = W2 @ cols
+    _wide_to_nchw(wide, out, g)
+
+
+def _wide_to_nchw(wide, out, g):
+    """out (n, C_out, H_out, W_out) = the wide product (C_out, H_out*n*B), wide columns dropped."""
+    n, C_out = out.shape[:2]
     wide = wide.reshape(C_out, g.H_out, n, g.B)[..., :g.W_out]      # drop the wide columns
     out[...] = wide.transpose(2, 0, 1, 3)
 
@@ -258,8 +264,7 @@ def _pair_chunk(x, out, first, second):
     wide2 = _scratch("wide2", (W2.C_out, n * g2.L), dtype)         # (C_out, H_out*n*B)
     _offset_products(W2.Wk, xq, wide2, g2, n, backward=False)
     _add_bias(wide2, b2, relu2)
-    wide2 = wide2.reshape(W2.C_out, g2.H_out, n, g2.B)[..., :g2.W_out]   # drop wide columns
-    out[...] = wide2.transpose(2, 0, 1, 3)
+    _wide_to_nchw(wide2, out, g2)
 
 
 def _add_bias(wide, b, relu):
