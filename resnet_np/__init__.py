@@ -15,6 +15,7 @@ from .layers import (Dense, Identity, Layer, LeakyReLU, ReLU, Sequential, Sigmoi
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .models import UNetTiny, residual_mlp, resnet18, resnet34, resnet_cifar, unet_tiny
 from .optim import SGD, CosineLR, MultiStepLR, WarmupLR
+from .parallel import DataParallel
 from .train import Callback, History, ProgressBar, Trainer
 from .shortcuts import Projection, ZeroPadShortcut, make_shortcut
 
@@ -27,7 +28,7 @@ __all__ = [
     "residual_mlp", "resnet_cifar", "resnet18", "resnet34", "unet_tiny", "UNetTiny",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "MultiStepLR", "CosineLR", "WarmupLR",
-    "Trainer", "History", "Callback", "ProgressBar",
+    "Trainer", "History", "Callback", "ProgressBar", "DataParallel",
     "ZeroPadShortcut", "Projection", "make_shortcut",
     "Conv2d", "im2col", "col2im", "reference_kernels",
     "BatchNorm1d", "BatchNorm2d",

@@ -142,13 +142,16 @@ def bench_convs(batch, repeat, torch=None):
 def _numpy_resnet20(batch, rng):
     """{"train", "infer", "eval"} closures for resnet_np's ResNet-20, SGD momentum 0.9.
 
+    "train" runs a step as Trainer.fit does: DataParallel, one replica per core.
     "infer" runs the inference path, model.fuse() (BatchNorm folded into the convs; the
     copy is made once, before timing, as after training); "eval" the unfused eval model.
     """
     from .losses import SoftmaxCrossEntropy
     from .models import resnet_cifar
     from .optim import SGD
+    from .parallel import DataParallel
     model = resnet_cifar(depth=20, rng=0)
+    runner = DataParallel(model)      # a training step as Trainer.fit runs it (parallel=True)
     loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, batch)
@@ -156,8 +159,8 @@ def _numpy_resnet20(batch, rng):
 
     def train_step():
         model.train()
-        loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
+        loss.forward(runner.forward(x), y)
+        runner.backward(loss.backward())
         sgd.step()
 
     def infer():

@@ -40,7 +40,9 @@ def print_resnet20(result):
         print(f"{'numpy/torch':<11} {n['train_images_per_s'] / t['train_images_per_s']:>10.2f}x "
               f"{n['infer_images_per_s'] / t['infer_images_per_s']:>10.2f}x "
               f"{n['eval_images_per_s'] / t['eval_images_per_s']:>9.2f}x")
-    print("infer: numpy runs model.fuse(), the inference-only copy with BatchNorm folded into\n"
+    print("train: numpy runs a step as Trainer.fit does (DataParallel: one replica of the\n"
+          "model per core); torch its own intra-op threads, as many.\n"
+          "infer: numpy runs model.fuse(), the inference-only copy with BatchNorm folded into\n"
           "the convs (made once, before timing); torch runs eval() under no_grad().\n"
           "eval: numpy's unfused model.eval() forward (torch: the same as infer).\n"
           "peak MB: ru_maxrss of a fresh process after 3 training steps or 3 inference passes\n"

@@ -7,6 +7,11 @@ One step of the loop is the data flow of the whole library:
     model.backward(criterion.backward())    every layer sets its grads
     optimizer.step()                        every parameter moves against its grad
 
+With parallel=True (the default) forward and backward run as DataParallel(model) runs
+them (resnet_np.parallel): the same numbers, the batch cut in one part per core, a
+replica of the model on each; the model's own layers then keep no caches of the step.
+Trainer(..., parallel=False) runs model.forward and model.backward themselves.
+
 The trainer also sets train()/eval() itself, shuffles with its own rng, applies
 the learning-rate schedule before every step, stops on a non-finite loss and,
 with `checkpoint=path`, saves model, optimizer, rng and history after every epoch
@@ -18,6 +23,8 @@ import time
 import numpy as np
 
 from . import io
+from .layers import Layer
+from .parallel import DataParallel
 from ._checks import as_generator, check_array, check_finite, check_int, message
 
 
@@ -154,6 +161,11 @@ class Trainer:
     schedule : None or a function t -> lr (MultiStepLR, CosineLR, WarmupLR), applied
         before every step with t = epoch_index + step / steps_per_epoch
     rng : None, int or np.random.Generator; drives shuffling and augmentation
+    parallel : bool, default True: training steps run on one replica of the model per
+        core (DataParallel; the same numbers, faster on several cores). False runs
+        model.forward and model.backward, so that the model's layers keep each step's
+        caches, and its blocks their intermediates() and gradients(), for a callback
+        to read
 
     Attributes
     ----------
@@ -174,7 +186,7 @@ class Trainer:
     True
     """
 
-    def __init__(self, model, loss, optimizer, schedule=None, rng=None):
+    def __init__(self, model, loss, optimizer, schedule=None, rng=None, parallel=True):
         for name, value, needs in (("model", model, ("forward", "backward", "train")),
                                    ("loss", loss, ("forward", "backward")),
                                    ("optimizer", optimizer, ("step",))):
@@ -188,6 +200,8 @@ class Trainer:
             raise TypeError(message("Trainer", "schedule to be None or a function t -> lr",
                                     type(schedule).__name__))
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        # what runs a training step's forward and backward: the model, or its replicas
+        self.runner = DataParallel(model) if parallel and isinstance(model, Layer) else model
         self.rng = as_generator(rng)
         self.epoch = 0
         self.history = History()
@@ -261,14 +275,14 @@ class Trainer:
                 xb = augment(xb, self.rng)
             if self.schedule is not None:
                 self.optimizer.lr = float(self.schedule(epoch - 1 + step / steps))
-            logits = self.model.forward(xb)
+            logits = self.runner.forward(xb)           # model.forward(xb), maybe on replicas
             loss = self.loss.forward(logits, yb)
             if not np.isfinite(loss):
                 raise FloatingPointError(message(
                     "Trainer.fit", "a finite loss", f"loss={loss} at epoch {epoch}, step {step + 1}",
                     f"Lower the learning rate (lr={self.optimizer.lr:g}). The last checkpoint "
                     f"(after epoch {self.epoch}) was left untouched."))
-            self.model.backward(self.loss.backward())
+            self.runner.backward(self.loss.backward())
             self.optimizer.step()
             self.history.step_loss.append(loss)
             seen, loss_sum = seen + len(idx), loss_sum + loss * len(idx)

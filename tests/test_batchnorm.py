@@ -276,11 +276,14 @@ def test_matches_pytorch(rng, make, shape, dtype, rtol):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_function_budget(rng, library_functions, training):
-    """forward: itself, check_array, _rows (and Layer.__setattr__ for the cache);
-    backward: itself, _cached, _rows. The input check builds no repr on success."""
+    """forward: itself, check_array, _rows (and Layer.__setattr__ for the cache), and in
+    training the one question to the fast path, split (None: the batch is all here);
+    backward: itself, _cached, _rows (split in training). The input check builds no repr
+    on success."""
     bn = BatchNorm2d(8).train(training)
     x = rng.standard_normal((2, 8, 4, 4))
     forward = library_functions(bn.forward, x)
     backward = library_functions(bn.backward, np.ones_like(x))
-    assert forward == {"_BatchNorm.forward", "check_array", "_rows", "Layer.__setattr__"}
-    assert backward == {"_BatchNorm.backward", "Layer._cached", "_rows"}
+    asked = {"split"} if training else set()
+    assert forward == {"_BatchNorm.forward", "check_array", "_rows", "Layer.__setattr__"} | asked
+    assert backward == {"_BatchNorm.backward", "Layer._cached", "_rows"} | asked

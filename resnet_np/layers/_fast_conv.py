@@ -385,16 +385,19 @@ def _inside_share():
 def _share(task, items, workers):
     """[task(item) for item in items], as `workers` shares run at once: items[w::workers]
     in turn on worker w, the calling thread taking share 0 (the results come share by
-    share). One hand-off per worker instead of one per item. Called again from inside a
-    share, it runs everything in the calling thread (nested waits on a busy pool could
-    deadlock)."""
+    share), each under the caller's np.errstate. One hand-off per worker instead of one
+    per item. Called again from inside a share, it runs everything in the calling thread
+    (nested waits on a busy pool could deadlock)."""
     if _inside_share() or workers == 1 or len(items) == 1:
         return [task(item) for item in items]
+
+    errors = np.geterr()                # the caller's np.errstate: NumPy keeps it per thread
 
     def run_share(share):
         _local.sharing = True
         try:
-            return [task(item) for item in share]
+            with np.errstate(**errors):
+                return [task(item) for item in share]
         finally:
             _local.sharing = False
 

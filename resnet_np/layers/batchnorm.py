@@ -8,14 +8,8 @@ channel. The only differences are the input layout they accept and the messages.
 import numpy as np
 
 from .._checks import check_array, check_float, check_int, message
-from . import _fast_batchnorm, _kernels
+from . import _fast_batchnorm
 from .base import Layer
-
-
-def _fast_path(*arrays):
-    """Whether the fast path runs: outside reference_kernels(), on one dtype, on >1 core."""
-    return (not _kernels.REFERENCE and len({a.dtype for a in arrays}) == 1
-            and _fast_batchnorm.workers() > 1)
 
 
 def _rows(v, L):
@@ -50,8 +44,10 @@ class _BatchNorm(Layer):
     its cache keeps a reference to x and the per-channel constants.
 
     Training inputs of 4 MB or more run the same passes with the batch split over the
-    cores (the private resnet_np.layers._fast_batchnorm); under reference_kernels() the
-    code below runs, and tests assert the two agree.
+    cores (the private resnet_np.layers._fast_batchnorm); so does each replica of a model
+    that resnet_np.parallel.DataParallel runs on part of a batch, its statistics those of
+    the whole batch. Under reference_kernels() the code below runs, and tests assert the
+    two agree.
     """
 
     _ndim = None            # number of input dimensions
@@ -92,16 +88,17 @@ class _BatchNorm(Layer):
             self.cache = {"x": x, "mean": mean.astype(x.dtype), "inv_std": inv_std,
                           "training": False}
             return out.reshape(x.shape)
-        M = N * L
+        parts = _fast_batchnorm.split(x3, gamma)         # None: the whole batch is here
+        M = (N if parts is None else parts.batch_size) * L     # values per channel in the batch
         if M < 2:
             raise ValueError(message(
                 self._where, "more than 1 value per channel when training",
                 f"x of shape {x.shape}", "Use a batch of at least 2 examples, or call "
                 "eval() to use the running statistics."))
-        if x.nbytes >= _fast_batchnorm.MIN_BYTES and _fast_path(x, gamma):
-            # the fast path: the same numbers, the batch split over the cores
+        if parts is not None:
+            # the fast path: the same numbers, the batch split over threads
             out, x_centered, mean, var, inv_std = _fast_batchnorm.normalise(x3, gamma, beta,
-                                                                            self.eps)
+                                                                            self.eps, parts)
         else:                                                  # the code to read
             mean = np.einsum("ncl->c", x3) / M                 # (C,), sums in one pass
             x_centered = x3 - _rows(mean, L)                   # (N, C, L)
@@ -133,10 +130,11 @@ class _BatchNorm(Layer):
             xc3 = self.cache["x_centered"].reshape(N, C, L)
         else:                                                  # eval kept x, not x - mean
             xc3 = self.cache["x"].reshape(N, C, L) - _rows(self.cache["mean"], L)
-        if training and dout3.nbytes >= _fast_batchnorm.MIN_BYTES and \
-                _fast_path(dout3, xc3, self.params["gamma"]):
-            # the fast path: the same numbers, the batch split over the cores
-            dx, dbeta, dgamma = _fast_batchnorm.backward(dout3, xc3, inv_std, self.params["gamma"])
+        parts = _fast_batchnorm.split(dout3, xc3, self.params["gamma"]) if training else None
+        if parts is not None:
+            # the fast path: the same numbers, the batch split over threads
+            dx, dbeta, dgamma = _fast_batchnorm.backward(dout3, xc3, inv_std,
+                                                         self.params["gamma"], parts)
             self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
             return dx.reshape(dout.shape)
         dbeta = np.einsum("ncl->c", dout3)                     # (C,)

@@ -1,0 +1,253 @@
+"""Data-parallel training steps: the batch cut in one part per core, a replica of the model
+running each part on its own thread.
+
+Inside a training step the examples of a batch meet in one place only: BatchNorm, whose
+mean and variance are taken over the whole batch. Everything else (a convolution, ReLU, a
+residual addition, the gradient of a weight as a sum over examples) works example by
+example. So the step can run as
+
+    x = [x_0; x_1]                          one part per core (batch_slices)
+    logits_i = replica_i.forward(x_i)       on thread i, every layer's cache in replica_i
+    dlogits = loss.backward()               once, on the whole batch
+    replica_i.backward(dlogits_i)           on thread i
+    grad(W) = sum_i grad_i(W)               each replica's gradient is its examples' share
+
+where the replicas share the model's parameter arrays (an SGD step moves all of them) and
+each replica's BatchNorm adds its partial sums to the others' before it normalises
+(resnet_np.layers._fast_batchnorm): the statistics, the running averages and every
+gradient are those of the whole batch. This is what torch.nn.parallel.DistributedDataParallel
+with SyncBatchNorm does across processes; here the replicas are threads (NumPy and BLAS
+release the GIL).
+
+Why: per-layer threading (each convolution's chunks, BatchNorm's slices on the pool) leaves
+one core idle during everything that is not split (ReLU, additions, small BatchNorms,
+Python), and pays a hand-off per layer. With one replica per core the whole step is split,
+and the cores meet three times per BatchNorm instead of once per layer.
+
+The Trainer uses DataParallel for its steps (Trainer(parallel=True), the default); the
+model's own forward and backward are unchanged, and remain the code to read.
+"""
+import copy
+import threading
+
+import numpy as np
+
+from ._checks import message
+from .layers import _fast_batchnorm, _fast_conv, _kernels
+
+
+class _Exchange:
+    """Where the replicas' partial sums meet: gather(rank, value) waits until every replica
+    has given its value, then returns all of them in rank order.
+
+    One barrier per meeting. The values of successive meetings alternate between two lists,
+    so a replica that goes on to the next meeting cannot overwrite values another replica
+    has not read yet (to reach the meeting after that, everyone must have left this one).
+    """
+
+    def __init__(self, parties):
+        self.barrier = threading.Barrier(parties)
+        self.values = [[None] * parties, [None] * parties]
+        self.meetings = [0] * parties               # meetings each replica has been to
+
+    def gather(self, rank, value):
+        values = self.values[self.meetings[rank] % 2]
+        self.meetings[rank] += 1
+        values[rank] = value
+        self.barrier.wait()
+        return list(values)
+
+
+class _Part:
+    """One replica's part of the batch, as its BatchNorm layers see it (the interface of
+    _fast_batchnorm.Cores): the size of the whole batch, and each(task) -> every part's
+    task result in batch order (task runs on this part, the others come from the exchange)."""
+
+    def __init__(self, rank, exchange, batch_size):
+        self.rank, self.exchange, self.batch_size = rank, exchange, batch_size
+
+    def each(self, task):
+        return self.exchange.gather(self.rank, task(slice(None)))
+
+    def run(self, task):
+        task(slice(None))                       # nothing to add up: no meeting
+
+    def here(self, results):
+        return [results[self.rank]]
+
+
+def _replica(model):
+    """A copy of model that shares its parameter dicts, with empty caches and its own
+    gradients and buffers (the running statistics: copied in before each step)."""
+    memo = {}
+    for _, layer in model.named_layers():
+        memo[id(layer.params)] = layer.params                       # shared, not copied
+        memo[id(layer.grads)] = {}
+        memo[id(layer.cache)] = {}
+        memo[id(layer.buffers)] = {key: value.copy() for key, value in layer.buffers.items()}
+        for name in ("_forward_values", "_backward_values"):        # a block's records
+            if hasattr(layer, name):
+                memo[id(getattr(layer, name))] = type(getattr(layer, name))()
+    return copy.deepcopy(model, memo)
+
+
+def _library_layers_only(model):
+    """True when every layer is a resnet_np class: those are known to let examples meet only
+    in BatchNorm. A layer of another module might couple them some other way."""
+    return all(type(layer).__module__.split(".")[0] == "resnet_np"
+               for _, layer in model.named_layers())
+
+
+class DataParallel:
+    """Training forward and backward of `model` with the batch cut in one part per core.
+
+    forward(x) returns the logits of the whole batch and backward(dout) the gradient with
+    respect to x, and leaves in model.grads what model.backward would: the gradients of the
+    whole batch, the same numbers up to the order of floating-point sums (tests: float64
+    to 1e-10). BatchNorm running statistics move as for the whole batch.
+
+    The replicas are made on first use and again when the model's layers change; they
+    share the model's parameter arrays. The model's own layers are not run: their caches,
+    and the intermediates() and gradients() of its blocks, stay as the last model.forward
+    left them. To step through one training step, use model.forward and model.backward
+    (or Trainer(parallel=False)).
+
+    The step runs on the model itself, in the calling thread (its layers' own fast paths
+    still split each convolution over the cores), when splitting cannot help or is not
+    known to be safe: on one core; under reference_kernels(); in eval mode; for batches
+    smaller than the number of cores; for arrays of mixed dtypes; when a layer is not a
+    resnet_np class (it might couple examples); inside another threaded region.
+
+    Parameters
+    ----------
+    model : Layer, a model of resnet_np layers (resnet_cifar, residual_mlp, Sequential, ...)
+
+    Example
+    -------
+    >>> import resnet_np as rn
+    >>> model = rn.resnet_cifar(8, rng=0)
+    >>> runner = DataParallel(model)
+    >>> x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    >>> loss = rn.SoftmaxCrossEntropy()
+    >>> value = loss.forward(runner.forward(x), np.arange(8) % 10)
+    >>> runner.backward(loss.backward()).shape
+    (8, 3, 32, 32)
+    >>> model.stem.conv.grads["W"].shape          # the whole batch's gradient, in the model
+    (16, 3, 3, 3)
+    """
+
+    def __init__(self, model):
+        if not all(callable(getattr(model, name, None)) for name in ("forward", "backward",
+                                                                     "named_layers")):
+            raise TypeError(message("DataParallel", "a resnet_np model (a Layer)",
+                                    type(model).__name__))
+        self.model = model
+        self._replicas, self._layers = [], []
+        self._parts = None                      # the batch slices of the last forward, or None
+
+    # -- when to split -----------------------------------------------------------------
+    def _splits(self, x):
+        """Whether this step runs on replicas (see the class docstring for when it does not)."""
+        workers = _fast_conv._pool_size()
+        if (workers < 2 or _kernels.REFERENCE or not self.model.training
+                or not isinstance(x, np.ndarray) or x.ndim == 0 or len(x) < workers
+                or _fast_conv._in_sequence(workers)):
+            return False
+        if any(p.dtype != x.dtype for _, p in self.model.named_parameters()):
+            return False
+        return _library_layers_only(self.model)
+
+    def _ready_replicas(self, workers):
+        """Replicas of the current model, with its training flags and running statistics."""
+        layers = [layer for _, layer in self.model.named_layers()]
+        if len(self._replicas) != workers or [id(layer) for layer in layers] != self._layers:
+            self._replicas = [_replica(self.model) for _ in range(workers)]
+            self._layers = [id(layer) for layer in layers]
+        for replica in self._replicas:
+            for layer, copy_ in zip(layers, (l for _, l in replica.named_layers())):
+                copy_.params, copy_.training = layer.params, layer.training
+                for key, value in layer.buffers.items():
+                    copy_.buffers[key] = value.copy()
+        return layers
+
+    def _on_replicas(self, run):
+        """run(rank, replica) on one thread per replica, each with its BatchNorm part set.
+        If a replica fails, the others are released from the exchange, and the first error
+        that is not that release is raised."""
+        exchange = _Exchange(len(self._replicas))
+        batch_size = self._parts[-1].stop
+
+        def task(rank):
+            _fast_batchnorm._local.part = _Part(rank, exchange, batch_size)
+            try:
+                return run(rank, self._replicas[rank]), None
+            except BaseException as error:       # release the others, then report it
+                exchange.barrier.abort()
+                return None, error
+            finally:
+                _fast_batchnorm._local.part = None
+
+        results = _fast_conv._parallel(task, list(range(len(self._replicas))))
+        errors = [error for _, error in results if error is not None]
+        first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
+                     errors[0] if errors else None)
+        if first is not None:
+            raise first
+        return [value for value, _ in results]
+
+    # -- the step ----------------------------------------------------------------------
+    def forward(self, x):
+        """Logits of the whole batch (N, ...), as model.forward(x) returns them."""
+        if not self._splits(x):
+            self._parts = None
+            return self.model.forward(x)
+        workers = _fast_conv._pool_size()
+        self._parts = _fast_conv.batch_slices(len(x))
+        layers = self._ready_replicas(workers)
+        try:
+            outs = self._on_replicas(lambda rank, replica: replica.forward(x[self._parts[rank]]))
+        except (ValueError, TypeError) as error:
+            bad_input = error
+        else:
+            bad_input = None
+        if bad_input is not None:
+            # let the model itself report it, with the whole batch's shapes in the message
+            self._parts = None
+            self.model.forward(x)
+            raise bad_input
+        first = self._replicas[0]                # every replica has the same statistics
+        for layer, copy_ in zip(layers, (l for _, l in first.named_layers())):
+            for key, value in copy_.buffers.items():
+                layer.buffers[key][...] = value
+        self._out_shape = (len(x),) + outs[0].shape[1:]
+        return np.concatenate(outs)
+
+    def backward(self, dout):
+        """dL/dx of the whole batch; model.grads hold the sums of the replicas' gradients."""
+        if self._parts is None:
+            return self.model.backward(dout)
+        if np.shape(dout) != self._out_shape:
+            raise ValueError(message("DataParallel.backward", f"dout of the output's shape "
+                                     f"{self._out_shape}", str(np.shape(dout)),
+                                     "Pass dL/dout for the last forward."))
+        dxs = self._on_replicas(lambda rank, replica: replica.backward(dout[self._parts[rank]]))
+        replica_layers = [[l for _, l in replica.named_layers()] for replica in self._replicas]
+        for i, (_, layer) in enumerate(self.model.named_layers()):
+            for key in layer.grads:
+                layer.grads[key] = sum(layers[i].grads[key] for layers in replica_layers)
+        return np.concatenate(dxs)
+
+    # -- the model's modes, for a drop-in runner --------------------------------------
+    @property
+    def training(self):
+        return self.model.training
+
+    def train(self, mode=True):
+        self.model.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __repr__(self):
+        return f"DataParallel({type(self.model).__name__}, {_fast_conv._pool_size()} cores)"

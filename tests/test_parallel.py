@@ -1,0 +1,237 @@
+"""resnet_np.parallel.DataParallel: a training step on replicas = the model's own step."""
+import random
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import resnet_np as rn
+from resnet_np import parallel
+from resnet_np.layers import _fast_conv
+
+needs_threads = pytest.mark.skipif(_fast_conv._blas is None,
+                                   reason="the conv pool needs NumPy's OpenBLAS to hold it to one thread")
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """Two replicas, even on one core (the threads then take turns)."""
+    monkeypatch.setattr(_fast_conv, "_CORES", 2)
+
+
+def conv_net(variant="post", shortcut="A"):
+    return rn.resnet_cifar(8, width=4, variant=variant, shortcut=shortcut, rng=0).astype(np.float64)
+
+
+def dense_net():
+    return rn.Sequential(rn.Dense(5, 8, rng=0), rn.BatchNorm1d(8), rn.ReLU(),
+                         rn.Dense(8, 3, rng=1)).astype(np.float64)
+
+
+def one_step(runner, model, x, y, loss):
+    """(loss, logits, dx, grads, buffers) of a training forward and backward."""
+    logits = runner.forward(x)
+    value = loss.forward(logits, y)
+    dx = runner.backward(loss.backward())
+    return [value, logits, dx, [g.copy() for _, g in model.named_grads()],
+            [b.copy() for _, b in model.named_buffers()]]
+
+
+def assert_same(got, expected, tol):
+    """Equal to `tol`, relative; values that are 0 in exact arithmetic (the gradient of a
+    bias followed by BatchNorm, ~1e-17 here) are left to an absolute tolerance."""
+    for a, b in zip(got, expected):
+        if isinstance(a, list):
+            assert_same(a, b, tol)
+        else:
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * 1e-2)
+
+
+@needs_threads
+@pytest.mark.parametrize("make, shape, classes", [
+    (conv_net, (7, 3, 32, 32), 10),                       # 7 = 3 + 4: parts of unequal size
+    (lambda: conv_net("pre", "B"), (6, 3, 32, 32), 10),    # pre-activation, projection shortcuts
+    (dense_net, (9, 5), 3),                               # BatchNorm1d
+])
+def test_a_step_on_replicas_equals_the_models_own(two_cores, rng, make, shape, classes):
+    x, y = rng.standard_normal(shape), rng.integers(0, classes, shape[0])
+    model, twin = make(), make()
+    runner = rn.DataParallel(twin)
+    loss = rn.SoftmaxCrossEntropy()
+    for _ in range(2):                                    # two steps: the SGD moves reach the replicas
+        expected = one_step(model, model, x, y, loss)
+        got = one_step(runner, twin, x, y, loss)
+        assert runner._parts is not None                  # the replicas did run
+        assert_same(got, expected, 1e-10)
+        for net in (model, twin):
+            for (_, p), (_, g) in zip(net.named_parameters(), net.named_grads()):
+                p -= 0.1 * g
+
+
+@needs_threads
+def test_float32_logits_and_weight_gradients_agree(two_cores, rng):
+    x, y = rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 8)
+    model, twin = rn.resnet_cifar(8, rng=0), rn.resnet_cifar(8, rng=0)
+    loss = rn.SoftmaxCrossEntropy()
+    expected = one_step(model, model, x, y, loss)
+    got = one_step(rn.DataParallel(twin), twin, x, y, loss)
+    assert got[1].dtype == np.float32
+    # float32: a pre-activation within rounding of 0 may fall on either side of ReLU's kink,
+    # so the gradients agree to float32 precision only where no kink was crossed
+    assert rn.rel_error(got[1], expected[1]) <= 1e-5
+    assert_same(got[4], expected[4], 1e-5)                 # running statistics
+
+
+@needs_threads
+def test_trainer_parallel_and_not_give_the_same_run(two_cores, rng):
+    X, y = rng.standard_normal((40, 3, 32, 32)), rng.integers(0, 10, 40)
+    histories = []
+    for parallel_ in (True, False):
+        model = conv_net()
+        trainer = rn.Trainer(model, rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.05, momentum=0.9),
+                             rng=0, parallel=parallel_)
+        assert isinstance(trainer.runner, rn.DataParallel) == parallel_
+        histories.append(trainer.fit(X, y, epochs=2, batch_size=16, verbose=0)["step_loss"])
+    assert len(histories[0]) == 6                          # 16, 16, 8 per epoch
+    assert rn.rel_error(np.array(histories[0]), np.array(histories[1])) <= 1e-10
+
+
+class Doubler(rn.Layer):
+    """A layer from outside the library: DataParallel cannot know it leaves examples apart."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, dout):
+        return 2 * dout
+
+
+@pytest.mark.parametrize("case", ["reference", "eval", "one core", "mixed dtypes",
+                                  "foreign layer", "small batch"])
+def test_runs_on_the_model_itself_where_splitting_is_not_safe(two_cores, monkeypatch, rng, case):
+    model = conv_net() if case == "small batch" else dense_net()
+    x = rng.standard_normal((1, 3, 32, 32) if case == "small batch" else (9, 5))
+    if case == "eval":
+        model.eval()
+    if case == "one core":
+        monkeypatch.setattr(_fast_conv, "_CORES", 1)
+    if case == "mixed dtypes":
+        x = x.astype(np.float32)
+    if case == "foreign layer":
+        model = rn.Sequential(dense_net(), Doubler())
+    runner = rn.DataParallel(model)
+    if case == "reference":
+        with rn.reference_kernels():
+            out = runner.forward(x)
+    else:
+        out = runner.forward(x)
+    assert runner._parts is None and runner._replicas == []
+    first = next(layer for _, layer in model.named_layers() if not layer.children())
+    assert first.cache["x"] is x                                       # the model itself ran
+    runner.backward(np.ones_like(out))
+
+
+@needs_threads
+def test_a_bad_input_is_reported_as_the_model_reports_it(two_cores, rng):
+    model = conv_net()
+    bad = rng.standard_normal((6, 4, 32, 32))             # 4 channels, not 3
+    with pytest.raises(ValueError) as own:
+        model.forward(bad)
+    with pytest.raises(ValueError, match=re.escape(str(own.value))):
+        rn.DataParallel(conv_net()).forward(bad)
+    assert "(6, 4, 32, 32)" in str(own.value)              # the whole batch's shape, not a part's
+
+
+@needs_threads
+def test_backward_checks_dout(two_cores, rng):
+    runner = rn.DataParallel(conv_net())
+    runner.forward(rng.standard_normal((4, 3, 32, 32)))
+    with pytest.raises(ValueError, match=r"DataParallel.backward: expected dout of the "
+                                         r"output's shape \(4, 10\), got \(4, 9\)"):
+        runner.backward(np.ones((4, 9)))
+
+
+@needs_threads
+def test_a_failing_replica_releases_the_others(two_cores, rng):
+    runner = rn.DataParallel(conv_net())
+    x = rng.standard_normal((4, 3, 32, 32))
+    runner.forward(x)
+    broken = runner._replicas[1].stage2[0].conv1
+
+    def fail(dout):
+        raise RuntimeError("replica 1 failed")
+
+    broken.backward = fail                         # replica 0 waits at stage 2's BatchNorm
+    outcome = []
+
+    def step():
+        try:
+            runner.backward(np.ones((4, 10)))
+        except RuntimeError as error:
+            outcome.append(str(error))
+
+    thread = threading.Thread(target=step, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "a replica was left waiting at the exchange"
+    assert outcome == ["replica 1 failed"]
+    del broken.backward
+    runner.forward(x)                              # a new exchange: the next step runs
+    runner.backward(np.ones((4, 10)))
+
+
+@needs_threads
+def test_replicas_follow_a_changed_model(two_cores, rng):
+    model = conv_net()
+    runner = rn.DataParallel(model)
+    x = rng.standard_normal((4, 3, 32, 32))
+    runner.forward(x)
+    model.fc = rn.Dense(16, 5, rng=3).astype(np.float64)          # a new head
+    out = runner.forward(x)
+    assert out.shape == (4, 5)
+    runner.backward(np.ones((4, 5)))
+    assert np.abs(model.fc.grads["W"]).sum() > 0
+
+
+def test_the_exchange_returns_every_value_of_each_meeting_in_rank_order():
+    parties, meetings = 3, 200
+    exchange = parallel._Exchange(parties)
+    seen = [[] for _ in range(parties)]
+
+    def replica(rank):
+        r = random.Random(rank)
+        for m in range(meetings):
+            if r.random() < 0.1:
+                time.sleep(0.0005)                 # replicas arrive out of step
+            seen[rank].append(exchange.gather(rank, (m, rank)))
+
+    threads = [threading.Thread(target=replica, args=(rank,)) for rank in range(parties)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    expected = [[(m, rank) for rank in range(parties)] for m in range(meetings)]
+    assert seen == [expected] * parties
+
+
+def test_shares_run_under_the_callers_errstate(monkeypatch):
+    monkeypatch.setattr(_fast_conv, "_CORES", 2)
+    big = np.array([1e300])
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            _fast_conv._share(lambda item: big * big, [0, 1], 2)
+    with np.errstate(over="ignore"):
+        assert _fast_conv._share(lambda item: float((big * big)[0]), [0, 1], 2) == [np.inf] * 2
+
+
+def test_repr_and_modes():
+    model = dense_net()
+    runner = rn.DataParallel(model)
+    assert repr(runner).startswith("DataParallel(Sequential, ")
+    assert runner.eval() is runner and not model.training and not runner.training
+    runner.train()
+    assert model.training
+    with pytest.raises(TypeError, match="DataParallel: expected a resnet_np model"):
+        rn.DataParallel(object())
