@@ -91,6 +91,11 @@ def _replica(model):
     return copy.deepcopy(model, memo)
 
 
+def _layers(model):
+    """Every layer of model, depth first: the same order in the model and its replicas."""
+    return [layer for _, layer in model.named_layers()]
+
+
 def _library_layers_only(model):
     """True when every layer is a resnet_np class: those are known to let examples meet only
     in BatchNorm. A layer of another module might couple them some other way."""
@@ -159,12 +164,12 @@ class DataParallel:
 
     def _ready_replicas(self, workers):
         """Replicas of the current model, with its training flags and running statistics."""
-        layers = [layer for _, layer in self.model.named_layers()]
+        layers = _layers(self.model)
         if len(self._replicas) != workers or [id(layer) for layer in layers] != self._layers:
             self._replicas = [_replica(self.model) for _ in range(workers)]
             self._layers = [id(layer) for layer in layers]
         for replica in self._replicas:
-            for layer, copy_ in zip(layers, (l for _, l in replica.named_layers())):
+            for layer, copy_ in zip(layers, _layers(replica)):
                 copy_.params, copy_.training = layer.params, layer.training
                 for key, value in layer.buffers.items():
                     copy_.buffers[key] = value.copy()
@@ -216,7 +221,7 @@ class DataParallel:
             self.model.forward(x)
             raise bad_input
         first = self._replicas[0]                # every replica has the same statistics
-        for layer, copy_ in zip(layers, (l for _, l in first.named_layers())):
+        for layer, copy_ in zip(layers, _layers(first)):
             for key, value in copy_.buffers.items():
                 layer.buffers[key][...] = value
         self._out_shape = (len(x),) + outs[0].shape[1:]
@@ -231,10 +236,10 @@ class DataParallel:
                                      f"{self._out_shape}", str(np.shape(dout)),
                                      "Pass dL/dout for the last forward."))
         dxs = self._on_replicas(lambda rank, replica: replica.backward(dout[self._parts[rank]]))
-        replica_layers = [[l for _, l in replica.named_layers()] for replica in self._replicas]
-        for i, (_, layer) in enumerate(self.model.named_layers()):
-            for key in layer.grads:
-                layer.grads[key] = sum(layers[i].grads[key] for layers in replica_layers)
+        copies = [_layers(replica) for replica in self._replicas]
+        for i, layer in enumerate(_layers(self.model)):
+            for key in layer.grads:              # each replica's gradient: its examples' share
+                layer.grads[key] = sum(layers[i].grads[key] for layers in copies)
         return np.concatenate(dxs)
 
     # -- the model's modes, for a drop-in runner --------------------------------------
