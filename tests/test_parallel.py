@@ -50,13 +50,14 @@ def assert_same(got, expected, tol):
 
 
 @needs_threads
-@pytest.mark.parametrize("make, shape, classes", [
-    (conv_net, (7, 3, 32, 32), 10),                       # 7 = 3 + 4: parts of unequal size
-    (lambda: conv_net("pre", "B"), (6, 3, 32, 32), 10),    # pre-activation, projection shortcuts
-    (dense_net, (9, 5), 3),                               # BatchNorm1d
+@pytest.mark.parametrize("make, shape, labels, classes", [
+    (conv_net, (7, 3, 32, 32), (7,), 10),                  # 7 = 3 + 4: parts of unequal size
+    (lambda: conv_net("pre", "B"), (6, 3, 32, 32), (6,), 10),   # pre-activation, projections
+    (dense_net, (9, 5), (9,), 3),                          # BatchNorm1d
+    (lambda: rn.unet_tiny(3, 2, rng=0).astype(np.float64), (5, 3, 8, 8), (5, 8, 8), 2),
 ])
-def test_a_step_on_replicas_equals_the_models_own(two_cores, rng, make, shape, classes):
-    x, y = rng.standard_normal(shape), rng.integers(0, classes, shape[0])
+def test_a_step_on_replicas_equals_the_models_own(two_cores, rng, make, shape, labels, classes):
+    x, y = rng.standard_normal(shape), rng.integers(0, classes, labels)   # U-Net: per pixel
     model, twin = make(), make()
     runner = rn.DataParallel(twin)
     loss = rn.SoftmaxCrossEntropy()
