@@ -12,12 +12,12 @@ example. So the step can run as
     replica_i.backward(dlogits_i)           on thread i
     grad(W) = sum_i grad_i(W)               each replica's gradient is its examples' share
 
-where the replicas share the model's parameter arrays (an SGD step moves all of them) and
-each replica's BatchNorm adds its partial sums to the others' before it normalises
-(resnet_np.layers._fast_batchnorm): the statistics, the running averages and every
-gradient are those of the whole batch. This is what torch.nn.parallel.DistributedDataParallel
-with SyncBatchNorm does across processes; here the replicas are threads (NumPy and BLAS
-release the GIL).
+where replica 0 is the model itself and the others share its parameter arrays (an SGD
+step moves all of them), and each replica's BatchNorm adds its partial sums to the
+others' before it normalises (resnet_np.layers._fast_batchnorm): the statistics, the
+running averages and every gradient are those of the whole batch. This is what
+torch.nn.parallel.DistributedDataParallel with SyncBatchNorm does across processes; here
+the replicas are threads (NumPy and BLAS release the GIL).
 
 Why: per-layer threading (each convolution's chunks, BatchNorm's slices on the pool) leaves
 one core idle during everything that is not split (ReLU, additions, small BatchNorms,
@@ -25,7 +25,7 @@ Python), and pays a hand-off per layer. With one replica per core the whole step
 and the cores meet three times per BatchNorm instead of once per layer.
 
 The Trainer uses DataParallel for its steps (Trainer(parallel=True), the default); the
-model's own forward and backward are unchanged, and remain the code to read.
+layers' forward and backward are unchanged, and remain the code to read.
 """
 import copy
 import threading
@@ -76,19 +76,33 @@ class _Part:
         return [results[self.rank]]
 
 
+_RECORDS = ("_forward_values", "_backward_values")    # a residual block's intermediates
+
+
 def _replica(model):
     """A copy of model that shares its parameter dicts, with empty caches and its own
-    gradients and buffers (the running statistics: copied in before each step)."""
+    gradients and buffers (the running statistics: copied in before each step, and left
+    behind: replica 0, the model, keeps them)."""
     memo = {}
     for _, layer in model.named_layers():
         memo[id(layer.params)] = layer.params                       # shared, not copied
         memo[id(layer.grads)] = {}
         memo[id(layer.cache)] = {}
         memo[id(layer.buffers)] = {key: value.copy() for key, value in layer.buffers.items()}
-        for name in ("_forward_values", "_backward_values"):        # a block's records
+        for name in _RECORDS:
             if hasattr(layer, name):
                 memo[id(getattr(layer, name))] = type(getattr(layer, name))()
     return copy.deepcopy(model, memo)
+
+
+def _forget(replica):
+    """Drop a copy's caches and records after its backward: what a step needs is in the
+    model's grads by then, and the memory goes back before the next forward."""
+    for _, layer in replica.named_layers():
+        layer.cache = {}
+        for name in _RECORDS:
+            if hasattr(layer, name):
+                setattr(layer, name, type(getattr(layer, name))())
 
 
 def _layers(model):
@@ -111,11 +125,12 @@ class DataParallel:
     whole batch, the same numbers up to the order of floating-point sums (tests: float64
     to 1e-10). BatchNorm running statistics move as for the whole batch.
 
-    The replicas are made on first use and again when the model's layers change; they
-    share the model's parameter arrays. The model's own layers are not run: their caches,
-    and the intermediates() and gradients() of its blocks, stay as the last model.forward
-    left them. To step through one training step, use model.forward and model.backward
-    (or Trainer(parallel=False)).
+    Replica 0 is the model itself, run on the first part of the batch (batch_slices(N)[0]);
+    the others are copies made on first use, and again when the model's layers change, that
+    share its parameter arrays. After a step the model's layers thus hold the caches of the
+    first part only, and its blocks' intermediates() and gradients() are those of that part
+    (the gradients of the weights, in grads, are the whole batch's). To read a whole step,
+    use model.forward and model.backward (or Trainer(parallel=False)).
 
     The step runs on the model itself, in the calling thread (its layers' own fast paths
     still split each convolution over the cores), when splitting cannot help or is not
@@ -163,17 +178,17 @@ class DataParallel:
         return _library_layers_only(self.model)
 
     def _ready_replicas(self, workers):
-        """Replicas of the current model, with its training flags and running statistics."""
+        """The model (replica 0) and copies of it (1, 2, ...) with its parameters, training
+        flags and running statistics, made again when the model's layers have changed."""
         layers = _layers(self.model)
         if len(self._replicas) != workers or [id(layer) for layer in layers] != self._layers:
-            self._replicas = [_replica(self.model) for _ in range(workers)]
+            self._replicas = [self.model] + [_replica(self.model) for _ in range(workers - 1)]
             self._layers = [id(layer) for layer in layers]
-        for replica in self._replicas:
+        for replica in self._replicas[1:]:
             for layer, copy_ in zip(layers, _layers(replica)):
                 copy_.params, copy_.training = layer.params, layer.training
                 for key, value in layer.buffers.items():
                     copy_.buffers[key] = value.copy()
-        return layers
 
     def _on_replicas(self, run):
         """run(rank, replica) on one thread per replica, each with its BatchNorm part set.
@@ -208,7 +223,7 @@ class DataParallel:
             return self.model.forward(x)
         workers = _fast_conv._pool_size()
         self._parts = _fast_conv.batch_slices(len(x))
-        layers = self._ready_replicas(workers)
+        self._ready_replicas(workers)
         try:
             outs = self._on_replicas(lambda rank, replica: replica.forward(x[self._parts[rank]]))
         except (ValueError, TypeError) as error:
@@ -220,10 +235,6 @@ class DataParallel:
             self._parts = None
             self.model.forward(x)
             raise bad_input
-        first = self._replicas[0]                # every replica has the same statistics
-        for layer, copy_ in zip(layers, _layers(first)):
-            for key, value in copy_.buffers.items():
-                layer.buffers[key][...] = value
         self._out_shape = (len(x),) + outs[0].shape[1:]
         return np.concatenate(outs)
 
@@ -236,10 +247,12 @@ class DataParallel:
                                      f"{self._out_shape}", str(np.shape(dout)),
                                      "Pass dL/dout for the last forward."))
         dxs = self._on_replicas(lambda rank, replica: replica.backward(dout[self._parts[rank]]))
-        copies = [_layers(replica) for replica in self._replicas]
-        for i, layer in enumerate(_layers(self.model)):
+        replicas = [_layers(replica) for replica in self._replicas]    # [0]: the model's
+        for i, layer in enumerate(replicas[0]):
             for key in layer.grads:              # each replica's gradient: its examples' share
-                layer.grads[key] = sum(layers[i].grads[key] for layers in copies)
+                layer.grads[key] = sum(layers[i].grads[key] for layers in replicas)
+        for replica in self._replicas[1:]:
+            _forget(replica)
         return np.concatenate(dxs)
 
     # -- the model's modes, for a drop-in runner --------------------------------------

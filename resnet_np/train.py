@@ -9,8 +9,9 @@ One step of the loop is the data flow of the whole library:
 
 With parallel=True (the default) forward and backward run as DataParallel(model) runs
 them (resnet_np.parallel): the same numbers, the batch cut in one part per core, a
-replica of the model on each; the model's own layers then keep no caches of the step.
-Trainer(..., parallel=False) runs model.forward and model.backward themselves.
+replica of the model on each (the first is the model, whose layers then keep the caches
+of the first part). Trainer(..., parallel=False) runs model.forward and model.backward
+on the whole batch.
 
 The trainer also sets train()/eval() itself, shuffles with its own rng, applies
 the learning-rate schedule before every step, stops on a non-finite loss and,
@@ -162,10 +163,10 @@ class Trainer:
         before every step with t = epoch_index + step / steps_per_epoch
     rng : None, int or np.random.Generator; drives shuffling and augmentation
     parallel : bool, default True: training steps run on one replica of the model per
-        core (DataParallel; the same numbers, faster on several cores). False runs
-        model.forward and model.backward, so that the model's layers keep each step's
-        caches, and its blocks their intermediates() and gradients(), for a callback
-        to read
+        core (DataParallel; the same numbers, faster on several cores). The model's
+        layers then keep the caches of the first part of each batch only; False runs
+        model.forward and model.backward on the whole batch, for a callback that reads
+        the blocks' intermediates() and gradients()
 
     Attributes
     ----------

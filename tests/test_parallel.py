@@ -72,6 +72,20 @@ def test_a_step_on_replicas_equals_the_models_own(two_cores, rng, make, shape, l
 
 
 @needs_threads
+def test_the_model_is_replica_0_and_keeps_the_first_parts_caches(two_cores, rng):
+    model = conv_net()
+    runner = rn.DataParallel(model)
+    x = rng.standard_normal((7, 3, 32, 32))
+    runner.forward(x)
+    assert runner._replicas[0] is model and len(runner._replicas) == 2
+    assert model.stem.conv.cache["x"].base is x                # a view of x, not a copy
+    assert np.array_equal(model.stem.conv.cache["x"], x[:3])    # batch_slices(7)[0]
+    assert len(model.stage1[0].intermediates()["a_l2"]) == 3
+    runner.backward(np.ones((7, 10)))
+    assert len(model.stage1[0].gradients()["da_l"]) == 3
+
+
+@needs_threads
 def test_float32_logits_and_weight_gradients_agree(two_cores, rng):
     x, y = rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 8)
     model, twin = rn.resnet_cifar(8, rng=0), rn.resnet_cifar(8, rng=0)
