@@ -22,7 +22,7 @@ the replicas are threads (NumPy and BLAS release the GIL).
 Why: per-layer threading (each convolution's chunks, BatchNorm's slices on the pool) leaves
 one core idle during everything that is not split (ReLU, additions, small BatchNorms,
 Python), and pays a hand-off per layer. With one replica per core the whole step is split,
-and the cores meet three times per BatchNorm instead of once per layer.
+and the cores meet only in BatchNorm: twice in its forward pass, once in its backward.
 
 The Trainer uses DataParallel for its steps (Trainer(parallel=True), the default); the
 layers' forward and backward are unchanged, and remain the code to read.
