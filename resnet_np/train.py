@@ -174,6 +174,8 @@ class Trainer:
     history : History
     run_record : None or a JSON-serialisable dict describing the run (its arguments,
         data, versions); saved in every checkpoint and restored by resume
+    runner : what runs each training step's forward and backward: DataParallel(model)
+        with parallel=True, else the model
 
     Example
     -------
@@ -201,12 +203,22 @@ class Trainer:
             raise TypeError(message("Trainer", "schedule to be None or a function t -> lr",
                                     type(schedule).__name__))
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
-        # what runs a training step's forward and backward: the model, or its replicas
-        self.runner = DataParallel(model) if parallel and isinstance(model, Layer) else model
+        self.parallel = bool(parallel)
+        self._data_parallel = None
         self.rng = as_generator(rng)
         self.epoch = 0
         self.history = History()
         self.run_record = None
+
+    @property
+    def runner(self):
+        """What runs a training step's forward and backward: DataParallel(self.model) with
+        parallel=True (for a resnet_np Layer), else the model itself."""
+        if not self.parallel or not isinstance(self.model, Layer):
+            return self.model
+        if self._data_parallel is None or self._data_parallel.model is not self.model:
+            self._data_parallel = DataParallel(self.model)     # again for a new model
+        return self._data_parallel
 
     def _check_data(self, X, y, where, names=("X", "y")):
         # The one full NaN/inf scan of the data, per call: layers do not scan their
@@ -268,6 +280,7 @@ class Trainer:
         steps = -(-N // batch_size)
         order = self.rng.permutation(N)
         self.model.train()
+        runner = self.runner
         start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0.0
         for step in range(steps):
             idx = order[step * batch_size:(step + 1) * batch_size]
@@ -276,14 +289,14 @@ class Trainer:
                 xb = augment(xb, self.rng)
             if self.schedule is not None:
                 self.optimizer.lr = float(self.schedule(epoch - 1 + step / steps))
-            logits = self.runner.forward(xb)           # model.forward(xb), maybe on replicas
+            logits = runner.forward(xb)                # model.forward(xb), maybe on replicas
             loss = self.loss.forward(logits, yb)
             if not np.isfinite(loss):
                 raise FloatingPointError(message(
                     "Trainer.fit", "a finite loss", f"loss={loss} at epoch {epoch}, step {step + 1}",
                     f"Lower the learning rate (lr={self.optimizer.lr:g}). The last checkpoint "
                     f"(after epoch {self.epoch}) was left untouched."))
-            self.runner.backward(self.loss.backward())
+            runner.backward(self.loss.backward())
             self.optimizer.step()
             self.history.step_loss.append(loss)
             seen, loss_sum = seen + len(idx), loss_sum + loss * len(idx)

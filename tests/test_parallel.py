@@ -113,6 +113,16 @@ def test_trainer_parallel_and_not_give_the_same_run(two_cores, rng):
     assert rn.rel_error(np.array(histories[0]), np.array(histories[1])) <= 1e-10
 
 
+def test_the_trainer_follows_a_new_model():
+    first, second = dense_net(), dense_net()
+    trainer = rn.Trainer(first, rn.SoftmaxCrossEntropy(), rn.SGD(first, lr=0.1))
+    assert trainer.runner.model is first
+    trainer.model = second
+    assert trainer.runner.model is second
+    assert rn.Trainer(first, rn.SoftmaxCrossEntropy(), rn.SGD(first, lr=0.1),
+                      parallel=False).runner is first
+
+
 class Doubler(rn.Layer):
     """A layer from outside the library: DataParallel cannot know it leaves examples apart."""
 
