@@ -24,8 +24,12 @@ one core idle during everything that is not split (ReLU, additions, small BatchN
 Python), and pays a hand-off per layer. With one replica per core the whole step is split,
 and the cores meet only in BatchNorm: twice in its forward pass, once in its backward.
 
-The Trainer uses DataParallel for its steps (Trainer(parallel=True), the default); the
-layers' forward and backward are unchanged, and remain the code to read.
+In eval mode the parts never meet at all (BatchNorm uses its running statistics), and
+the same replicas make predictions faster.
+
+The Trainer uses DataParallel for its steps, its evaluate and its predict
+(Trainer(parallel=True), the default); the layers' forward and backward are unchanged,
+and remain the code to read.
 """
 import copy
 import threading
@@ -118,7 +122,7 @@ def _library_layers_only(model):
 
 
 class DataParallel:
-    """Training forward and backward of `model` with the batch cut in one part per core.
+    """Forward and backward of `model` with the batch cut in one part per core.
 
     forward(x) returns the logits of the whole batch and backward(dout) the gradient with
     respect to x, and leaves in model.grads what model.backward would: the gradients of the
@@ -132,11 +136,16 @@ class DataParallel:
     (the gradients of the weights, in grads, are the whole batch's). To read a whole step,
     use model.forward and model.backward (or Trainer(parallel=False)).
 
+    In eval mode (Trainer.evaluate and predict) the parts never meet: BatchNorm uses its
+    running statistics. The copies then drop their caches as soon as forward returns, so
+    backward needs a forward in training mode (for gradients in eval mode, call
+    model.forward and model.backward).
+
     The step runs on the model itself, in the calling thread (its layers' own fast paths
     still split each convolution over the cores), when splitting cannot help or is not
-    known to be safe: on one core; under reference_kernels(); in eval mode; for batches
-    smaller than the number of cores; for arrays of mixed dtypes; when a layer is not a
-    resnet_np class (it might couple examples); inside another threaded region.
+    known to be safe: on one core; under reference_kernels(); for batches smaller than
+    the number of cores; for arrays of mixed dtypes; when a layer is not a resnet_np
+    class (it might couple examples); inside another threaded region.
 
     Parameters
     ----------
@@ -164,14 +173,14 @@ class DataParallel:
         self.model = model
         self._replicas, self._layers = [], []
         self._parts = None                      # the batch slices of the last forward, or None
+        self._predicted = False                 # the last forward on replicas was in eval mode
 
     # -- when to split -----------------------------------------------------------------
     def _splits(self, x):
         """Whether this step runs on replicas (see the class docstring for when it does not)."""
         workers = _fast_conv._pool_size()
-        if (workers < 2 or _kernels.REFERENCE or not self.model.training
-                or not isinstance(x, np.ndarray) or x.ndim == 0 or len(x) < workers
-                or _fast_conv._in_sequence(workers)):
+        if (workers < 2 or _kernels.REFERENCE or not isinstance(x, np.ndarray)
+                or x.ndim == 0 or len(x) < workers or _fast_conv._in_sequence(workers)):
             return False
         if any(p.dtype != x.dtype for _, p in self.model.named_parameters()):
             return False
@@ -236,12 +245,22 @@ class DataParallel:
             self.model.forward(x)
             raise bad_input
         self._out_shape = (len(x),) + outs[0].shape[1:]
+        self._predicted = not self.model.training        # eval: no backward to come
+        if self._predicted:
+            for replica in self._replicas[1:]:
+                _forget(replica)
         return np.concatenate(outs)
 
     def backward(self, dout):
         """dL/dx of the whole batch; model.grads hold the sums of the replicas' gradients."""
         if self._parts is None:
             return self.model.backward(dout)
+        if self._predicted:
+            raise RuntimeError(message(
+                "DataParallel.backward", "a forward in training mode before backward",
+                "a forward in eval mode, whose copies kept no caches",
+                "Call model.train() before forward, or for gradients in eval mode "
+                "model.forward(x) and model.backward(dout)."))
         if np.shape(dout) != self._out_shape:
             raise ValueError(message("DataParallel.backward", f"dout of the output's shape "
                                      f"{self._out_shape}", str(np.shape(dout)),

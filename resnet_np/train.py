@@ -8,10 +8,10 @@ One step of the loop is the data flow of the whole library:
     optimizer.step()                        every parameter moves against its grad
 
 With parallel=True (the default) forward and backward run as DataParallel(model) runs
-them (resnet_np.parallel): the same numbers, the batch cut in one part per core, a
-replica of the model on each (the first is the model, whose layers then keep the caches
-of the first part). Trainer(..., parallel=False) runs model.forward and model.backward
-on the whole batch.
+them (resnet_np.parallel), in fit and in evaluate and predict: the same numbers, the
+batch cut in one part per core, a replica of the model on each (the first is the model,
+whose layers then keep the caches of the first part). Trainer(..., parallel=False) runs
+model.forward and model.backward on the whole batch.
 
 The trainer also sets train()/eval() itself, shuffles with its own rng, applies
 the learning-rate schedule before every step, stops on a non-finite loss and,
@@ -162,11 +162,11 @@ class Trainer:
     schedule : None or a function t -> lr (MultiStepLR, CosineLR, WarmupLR), applied
         before every step with t = epoch_index + step / steps_per_epoch
     rng : None, int or np.random.Generator; drives shuffling and augmentation
-    parallel : bool, default True: training steps run on one replica of the model per
-        core (DataParallel; the same numbers, faster on several cores). The model's
-        layers then keep the caches of the first part of each batch only; False runs
-        model.forward and model.backward on the whole batch, for a callback that reads
-        the blocks' intermediates() and gradients()
+    parallel : bool, default True: training steps, evaluate and predict run on one
+        replica of the model per core (DataParallel; the same numbers, faster on several
+        cores). The model's layers then keep the caches of the first part of each batch
+        only; False runs model.forward and model.backward on the whole batch, for a
+        callback that reads the blocks' intermediates() and gradients()
 
     Attributes
     ----------
@@ -174,8 +174,8 @@ class Trainer:
     history : History
     run_record : None or a JSON-serialisable dict describing the run (its arguments,
         data, versions); saved in every checkpoint and restored by resume
-    runner : what runs each training step's forward and backward: DataParallel(model)
-        with parallel=True, else the model
+    runner : what runs the forward and backward passes of fit, evaluate and predict:
+        DataParallel(model) with parallel=True, else the model
 
     Example
     -------
@@ -212,8 +212,8 @@ class Trainer:
 
     @property
     def runner(self):
-        """What runs a training step's forward and backward: DataParallel(self.model) with
-        parallel=True (for a resnet_np Layer), else the model itself."""
+        """What runs the forward and backward passes of fit, evaluate and predict:
+        DataParallel(self.model) with parallel=True (for a resnet_np Layer), else the model."""
         if not self.parallel or not isinstance(self.model, Layer):
             return self.model
         if self._data_parallel is None or self._data_parallel.model is not self.model:
@@ -316,9 +316,10 @@ class Trainer:
     def _batched_outputs(self, X, batch_size):
         was_training = self.model.training
         self.model.eval()
+        runner = self.runner                      # eval: the replicas never meet
         try:
             for i in range(0, len(X), batch_size):
-                yield i, self.model.forward(X[i:i + batch_size])
+                yield i, runner.forward(X[i:i + batch_size])
         finally:
             self.model.train(was_training)
 

@@ -133,13 +133,11 @@ class Doubler(rn.Layer):
         return 2 * dout
 
 
-@pytest.mark.parametrize("case", ["reference", "eval", "one core", "mixed dtypes",
+@pytest.mark.parametrize("case", ["reference", "one core", "mixed dtypes",
                                   "foreign layer", "small batch"])
 def test_runs_on_the_model_itself_where_splitting_is_not_safe(two_cores, monkeypatch, rng, case):
     model = conv_net() if case == "small batch" else dense_net()
     x = rng.standard_normal((1, 3, 32, 32) if case == "small batch" else (9, 5))
-    if case == "eval":
-        model.eval()
     if case == "one core":
         monkeypatch.setattr(_fast_conv, "_CORES", 1)
     if case == "mixed dtypes":
@@ -156,6 +154,45 @@ def test_runs_on_the_model_itself_where_splitting_is_not_safe(two_cores, monkeyp
     first = next(layer for _, layer in model.named_layers() if not layer.children())
     assert first.cache["x"] is x                                       # the model itself ran
     runner.backward(np.ones_like(out))
+
+
+@needs_threads
+def test_eval_mode_predicts_on_replicas_and_keeps_nothing_in_the_copies(two_cores, rng):
+    model, twin = conv_net(), conv_net()
+    x = rng.standard_normal((5, 3, 32, 32))
+    runner = rn.DataParallel(twin)
+    for net in (model, runner):                            # statistics that are not 0 and 1
+        net.train()
+        net.forward(x)
+    model.eval(), runner.eval()
+    expected = model.forward(x)
+    got = runner.forward(x)
+    assert runner._parts is not None                       # split, though nothing meets
+    assert rn.rel_error(got, expected) <= 1e-12
+    copy_ = runner._replicas[1]
+    assert all(layer.cache == {} for _, layer in copy_.named_layers())
+    with pytest.raises(RuntimeError, match=r"DataParallel.backward: expected a forward in "
+                                           r"training mode before backward"):
+        runner.backward(np.ones_like(got))
+
+
+@needs_threads
+def test_trainer_evaluates_and_predicts_on_replicas(two_cores, rng, monkeypatch):
+    X, y = rng.standard_normal((12, 3, 32, 32)), rng.integers(0, 10, 12)
+    model = conv_net()
+    model.forward(X)                                        # running statistics that moved
+    results = []
+    for parallel_ in (True, False):
+        trainer = rn.Trainer(model, rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1),
+                             parallel=parallel_)
+        results.append((trainer.evaluate(X, y, batch_size=8),
+                        trainer.predict(X, batch_size=8, return_logits=True)))
+        assert model.training                               # the mode comes back
+        assert trainer.runner._parts is not None if parallel_ else trainer.runner is model
+    (scores, logits), (scores_, logits_) = results
+    assert rn.rel_error(logits, logits_) <= 1e-12
+    assert scores["accuracy"] == scores_["accuracy"]
+    assert abs(scores["loss"] - scores_["loss"]) <= 1e-12
 
 
 @needs_threads
