@@ -144,14 +144,15 @@ def _numpy_resnet20(batch, rng):
 
     "train" runs a step as Trainer.fit does: DataParallel, one replica per core.
     "infer" runs the inference path, model.fuse() (BatchNorm folded into the convs; the
-    copy is made once, before timing, as after training); "eval" the unfused eval model.
+    copy is made once, before timing, as after training); "eval" the unfused eval model
+    as Trainer.evaluate runs it (DataParallel in eval mode).
     """
     from .losses import SoftmaxCrossEntropy
     from .models import resnet_cifar
     from .optim import SGD
     from .parallel import DataParallel
     model = resnet_cifar(depth=20, rng=0)
-    runner = DataParallel(model)      # a training step as Trainer.fit runs it (parallel=True)
+    runner = DataParallel(model)      # as Trainer.fit and evaluate run it (parallel=True)
     loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, batch)
@@ -168,7 +169,7 @@ def _numpy_resnet20(batch, rng):
 
     def unfused_eval():
         model.eval()
-        model.forward(x)
+        runner.forward(x)
 
     return {"train": train_step, "infer": infer, "eval": unfused_eval}
 
@@ -266,7 +267,8 @@ def bench_resnet20(batch, repeat, torch=None, memory=None):
     train_increase_mb, infer_peak_mb, infer_increase_mb}}.
 
     infer: numpy's fused copy (model.fuse()), torch's eval model under no_grad();
-    eval: numpy's unfused eval model (for torch, the same as infer).
+    eval: numpy's unfused eval model as Trainer.evaluate runs it (for torch, the same as
+    infer).
 
     `memory` maps (framework, mode) -> (peak MB, increase MB), measured earlier by
     peak_memory_mb.

@@ -44,7 +44,8 @@ def print_resnet20(result):
           "model per core); torch its own intra-op threads, as many.\n"
           "infer: numpy runs model.fuse(), the inference-only copy with BatchNorm folded into\n"
           "the convs (made once, before timing); torch runs eval() under no_grad().\n"
-          "eval: numpy's unfused model.eval() forward (torch: the same as infer).\n"
+          "eval: numpy's unfused eval model as Trainer.evaluate runs it (DataParallel);\n"
+          "torch: the same as infer.\n"
           "peak MB: ru_maxrss of a fresh process after 3 training steps or 3 inference passes\n"
           "(infer: the fused copy; interpreter and imports included); +MB: how much the steps\n"
           "raised it above the peak after imports, model and data.")
