@@ -100,8 +100,8 @@ def _replica(model):
 
 
 def _forget(replica):
-    """Drop a copy's caches and records after its backward: what a step needs is in the
-    model's grads by then, and the memory goes back before the next forward."""
+    """Drop a copy's caches and records once nothing will read them (after its backward,
+    or after a forward in eval mode): the memory goes back before the next forward."""
     for _, layer in replica.named_layers():
         layer.cache = {}
         for name in _RECORDS:
