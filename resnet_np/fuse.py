@@ -30,7 +30,7 @@ from .blocks.conv import BasicBlock
 from .layers import _kernels
 from .layers._fast_conv import conv_forward, conv_pair_forward, split_batch
 from .layers.activations import ReLU
-from .layers.base import Layer, Sequential
+from .layers.base import Layer, Sequential, emptied_pass_state
 from .layers.batchnorm import BatchNorm2d, _rows
 from .layers.columns import im2col, output_size
 from .layers.conv import Conv2d
@@ -253,7 +253,4 @@ def fuse(model):
     if isinstance(model, Sequential) and type(model).forward is Sequential.forward:
         return FusedSequential(dict(_fuse_sequence(model.children()))).eval()
     # anything else runs unfused: a copy in eval mode, without the caches and records
-    memo = {id(getattr(layer, key)): type(getattr(layer, key))()
-            for _, layer in model.named_layers()
-            for key in ("cache", "_forward_values", "_backward_values") if hasattr(layer, key)}
-    return copy.deepcopy(model, memo).eval()
+    return copy.deepcopy(model, emptied_pass_state(model)).eval()

@@ -38,6 +38,7 @@ import numpy as np
 
 from ._checks import message
 from .layers import _fast_batchnorm, _fast_conv, _kernels
+from .layers.base import PASS_STATE, emptied_pass_state
 
 
 class _Exchange:
@@ -80,22 +81,15 @@ class _Part:
         return [results[self.rank]]
 
 
-_RECORDS = ("_forward_values", "_backward_values")    # a residual block's intermediates
-
-
 def _replica(model):
-    """A copy of model that shares its parameter dicts, with empty caches and its own
-    gradients and buffers (the running statistics: copied in before each step, and left
-    behind: replica 0, the model, keeps them)."""
-    memo = {}
+    """A copy of model that shares its parameter dicts, with empty caches and records and
+    its own gradients and buffers (the running statistics: copied in before each step, and
+    left behind: replica 0, the model, keeps them)."""
+    memo = emptied_pass_state(model)
     for _, layer in model.named_layers():
         memo[id(layer.params)] = layer.params                       # shared, not copied
         memo[id(layer.grads)] = {}
-        memo[id(layer.cache)] = {}
         memo[id(layer.buffers)] = {key: value.copy() for key, value in layer.buffers.items()}
-        for name in _RECORDS:
-            if hasattr(layer, name):
-                memo[id(getattr(layer, name))] = type(getattr(layer, name))()
     return copy.deepcopy(model, memo)
 
 
@@ -103,10 +97,9 @@ def _forget(replica):
     """Drop a copy's caches and records once nothing will read them (after its backward,
     or after a forward in eval mode): the memory goes back before the next forward."""
     for _, layer in replica.named_layers():
-        layer.cache = {}
-        for name in _RECORDS:
-            if hasattr(layer, name):
-                setattr(layer, name, type(getattr(layer, name))())
+        for key in PASS_STATE:
+            if hasattr(layer, key):
+                setattr(layer, key, type(getattr(layer, key))())
 
 
 def _layers(model):

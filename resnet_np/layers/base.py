@@ -21,6 +21,18 @@ import numpy as np
 from .._checks import message
 
 
+# What a forward and backward pass leave in a layer: its cache, and in a residual block
+# the records behind intermediates() and gradients()
+PASS_STATE = ("cache", "_forward_values", "_backward_values")
+
+
+def emptied_pass_state(model):
+    """{id(container): an empty one of its type} for every PASS_STATE container in model's
+    layers: a copy.deepcopy memo that copies a model without what its passes left in it."""
+    return {id(getattr(layer, key)): type(getattr(layer, key))()
+            for _, layer in model.named_layers() for key in PASS_STATE if hasattr(layer, key)}
+
+
 def dotted(prefix, name):
     """The dotted path of `name` inside `prefix`: ("stage1.0", "conv1") -> "stage1.0.conv1"."""
     return f"{prefix}.{name}" if prefix else name
