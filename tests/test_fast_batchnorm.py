@@ -63,3 +63,5 @@ def test_slices_cover_the_batch(monkeypatch):
     monkeypatch.setattr(_fast_conv, "_pool_size", lambda: 3)
     assert _fast_conv.batch_slices(7) == [slice(0, 2), slice(2, 4), slice(4, 7)]
     assert _fast_conv.batch_slices(2) == [slice(0, 1), slice(1, 2)]
+    # Python ints: float32 sums divided by a size made of np.int64 would become float64
+    assert all(type(s.start) is int and type(s.stop) is int for s in _fast_conv.batch_slices(7))

@@ -100,6 +100,25 @@ def test_float32_logits_and_weight_gradients_agree(two_cores, rng):
 
 
 @needs_threads
+def test_float32_replicas_keep_batchnorm_in_float32(two_cores, rng, monkeypatch):
+    """The replicas' BatchNorm statistics stay float32: a batch size of np.int64 once made
+    them float64, and every pass of backward then ran in float64 (slower, same numbers)."""
+    from resnet_np.layers import _fast_batchnorm
+    dtypes, normalise = [], _fast_batchnorm.normalise
+
+    def watched(*args):
+        out = normalise(*args)
+        dtypes.extend(a.dtype for a in out)            # out, x_centered, mean, var, inv_std
+        return out
+
+    monkeypatch.setattr(_fast_batchnorm, "normalise", watched)
+    model = rn.resnet_cifar(8, rng=0)
+    x, y = rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 8)
+    one_step(rn.DataParallel(model), model, x, y, rn.SoftmaxCrossEntropy())
+    assert dtypes and set(dtypes) == {np.dtype(np.float32)}
+
+
+@needs_threads
 def test_trainer_parallel_and_not_give_the_same_run(two_cores, rng):
     X, y = rng.standard_normal((40, 3, 32, 32)), rng.integers(0, 10, 40)
     histories = []

@@ -415,7 +415,9 @@ def _share(task, items, workers):
 def batch_slices(N):
     """One slice of a batch of N examples per core (at most N), sizes within one."""
     workers = min(_pool_size(), N)
-    bounds = np.linspace(0, N, workers + 1).astype(int)
+    # Python ints, not np.int64: a size computed from them divides float32 sums, and NumPy
+    # would promote float32 / np.int64 to float64 (BatchNorm's statistics in DataParallel)
+    bounds = np.linspace(0, N, workers + 1).astype(int).tolist()
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
