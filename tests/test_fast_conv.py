@@ -28,25 +28,35 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
     return out, col2im(W2.T @ dout2, x.shape, kernel, stride, padding), dout2 @ cols.T
 
 
-@pytest.mark.parametrize("route", ["offsets-blas", "offsets-numpy", "columns"])
+@pytest.mark.parametrize("route", ["offsets-blas", "offsets-blas-pieces", "offsets-blas-whole",
+                                   "offsets-numpy", "columns"])
 @pytest.mark.parametrize("C_out", [1, 5])
 @pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
 @pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
 def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, shape, kernel,
                                   stride, padding):
-    """Each route of the chunks: one product per kernel offset (by BLAS's gemm, or by
-    NumPy where no gemm is found), or one product over the built columns."""
+    """Each route of the chunks: one product per kernel offset (by BLAS's gemm as this CPU
+    runs it, in pieces of 7 columns with dW by offsets too, or whole with dW over the
+    columns; by NumPy where no gemm is found), or one product over the built columns."""
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(fast, "MIN_CHANNELS_BY_OFFSETS", 10**9 if route == "columns" else 1)
     if route == "offsets-numpy":
         _without_blas_gemm(monkeypatch)
-    elif route == "offsets-blas" and (fast._blas is None or
-                                      np.dtype(np.float64) not in fast._blas.gemm):
+    elif route.startswith("offsets-blas") and (fast._blas is None or
+                                               np.dtype(np.float64) not in fast._blas.gemm):
         pytest.skip("no BLAS gemm found: the NumPy route is the only one")
+    if route == "offsets-blas-pieces":
+        _small_gemm_pieces(monkeypatch, 7, C_out, shape[1])
+        assert fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
+    elif route == "offsets-blas-whole":
+        monkeypatch.setattr(fast._blas, "small_gemm", False)
+        assert not fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
     x = rng.standard_normal(shape)
     W2 = rng.standard_normal((C_out, shape[1] * kernel[0] * kernel[1]))
     out = fast.conv_forward(x, W2, kernel, stride, padding)
     dout = rng.standard_normal(out.shape)
+    for name in ("dphases", "phases", "dwide"):      # scratch holds garbage: none may leak
+        fast._scratch(name, (1 << 16,), x.dtype)[...] = np.nan
     dx, dW2 = fast.conv_backward(x, dout, W2, kernel, stride, padding)
     ref_out, ref_dx, ref_dW2 = reference_conv(x, W2, kernel, stride, padding, dout)
     np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-12)
@@ -83,33 +93,52 @@ def _without_blas_gemm(monkeypatch):
         monkeypatch.setattr(fast._blas, "gemm", {})
 
 
+def _small_gemm_pieces(monkeypatch, columns, C_out, C):
+    """Offset products of (C_out x C) weights cut in pieces of `columns` columns, as on CPUs
+    with small-matrix kernels (_piece_columns), whatever this CPU is."""
+    if fast._blas is not None:
+        monkeypatch.setattr(fast._blas, "small_gemm", True)
+    monkeypatch.setattr(fast, "MIN_PIECE_COLUMNS", 1)
+    monkeypatch.setattr(fast, "SMALL_GEMM_MNK", columns * C_out * C)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_offset_products_blas_and_numpy_agree(rng, monkeypatch, dtype, stride):
-    """_offset_products' two branches (BLAS's gemm adding in place; NumPy with temporaries)
-    give the same sums, forward and backward, and backward writes only inside the windows."""
+    """_offset_products' branches (BLAS's gemm adding in place, whole or with dW in pieces
+    of 7 columns; NumPy with temporaries) give the same sums, forward, dx and dW; dx writes
+    only inside the windows, and sets the shift-0 ones (each phase's first) before adding."""
     g = fast._Geometry((3, 4, 7, 6), (3, 3), (stride, stride), (1, 1))
     n, C_out = 3, 5
     Wk = rng.standard_normal((9, C_out, 4)).astype(dtype)
     xq = rng.standard_normal((4, g.S, g.Hq * n * g.B + g.tail)).astype(dtype)
     dense = rng.standard_normal((C_out, n * g.L)).astype(dtype)
     results = {}
-    for route in ("blas", "numpy"):
+    for route in ("blas", "blas-pieces", "numpy"):
+        if route == "blas-pieces":
+            _small_gemm_pieces(monkeypatch, 7, C_out, 4)
+            assert fast._piece_columns(C_out, 4) == 7
         if route == "numpy":
             _without_blas_gemm(monkeypatch)
         forward = np.full_like(dense, np.nan)           # forward overwrites: no NaN survives
-        fast._offset_products(Wk, xq, forward, g, n, backward=False)
+        fast._offset_products(Wk, xq, forward, g, n, "forward")
         backward = xq.copy()
-        fast._offset_products(Wk, backward, dense, g, n, backward=True)
-        results[route] = forward, backward
-    expected_forward = sum(Wk[k] @ xq[:, p, s:s + n * g.L] for k, (p, s) in enumerate(g.shifts(n)))
+        fast._offset_products(Wk, backward, dense, g, n, "dx")
+        dWk = np.full_like(Wk, np.nan)                  # dW overwrites too
+        fast._offset_products(dWk, xq, dense, g, n, "dW")
+        results[route] = forward, backward, dWk
+    windows = [xq[:, p, s:s + n * g.L] for p, s in g.shifts(n)]
+    expected_forward = sum(Wk[k] @ window for k, window in enumerate(windows))
     expected_backward = xq.copy()
-    for k, (p, s) in enumerate(g.shifts(n)):
-        expected_backward[:, p, s:s + n * g.L] += Wk[k].T @ dense
+    for k, (p, s) in enumerate(g.shifts(n)):          # a phase's first window (shift 0) is set
+        window = expected_backward[:, p, s:s + n * g.L]
+        window[...] = (window if s else 0) + Wk[k].T @ dense
+    expected_dWk = np.stack([dense @ window.T for window in windows])
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    for forward, backward in results.values():
+    for forward, backward, dWk in results.values():
         assert rel_error(forward, expected_forward) <= tolerance
         assert rel_error(backward, expected_backward) <= tolerance
+        assert rel_error(dWk, expected_dWk) <= tolerance
 
 
 class _FakeFunction:

@@ -49,8 +49,9 @@ from .columns import output_size
 #    forward pass never builds the columns: kH * kW products, each adding into the same
 #    output (BLAS's beta = 1, see _offset_products). Backward's dx is the mirror image: each
 #    W_k^T @ dout adds into the shifted slice of a zeroed phase buffer, which is col2im
-#    without the column matrix. Only dW = dout @ cols^T still reads built columns (one
-#    long product is faster there than nine).
+#    without the column matrix. dW = dout @ cols^T reads built columns (one long product
+#    is faster there than nine), except for 16 -> 16, whose nine products run in pieces
+#    that OpenBLAS's small-matrix kernels take (see SMALL_GEMM_MNK).
 # 4. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
@@ -163,30 +164,38 @@ def _phase_buffer(x, g, dtype, name="phases"):
     return xq
 
 
-def _offset_products(Wk, xq, dense, g, n, backward):
+def _offset_products(Wk, xq, dense, g, n, kind):
     """The products of a convolution, one per kernel offset k, straight from the phase
     buffer xq (C, S, Hq*n*B + tail), where window_k = xq[:, phase_k, shift_k:shift_k + n*L]
     is the chunk's input seen from offset k (a (C, n*L) matrix, rows a phase row apart):
 
-        forward  (backward=False):  dense (C_out, n*L) = sum over k of Wk[k] @ window_k
-        backward (backward=True):   window_k += Wk[k]^T @ dense, for every k
+        "forward":  dense (C_out, n*L) = sum over k of Wk[k] @ window_k
+        "dx":       window_k (+)= Wk[k]^T @ dense, for every k
+        "dW":       Wk[k] = dense @ window_k^T, for every k (Wk is the result here)
 
-    Backward thus adds each offset's gradient into the input positions it came from:
-    col2im, without the column matrix. Wk is (kH*kW, C_out, C), contiguous.
+    "dx" thus adds each offset's gradient into the input positions it came from: col2im,
+    without the column matrix. The first offset that reaches a phase, (i, j) = (a, b), has
+    shift 0: it writes its window instead of adding to it, so xq needs zeros only beyond
+    n*L in each phase (see _dx_phases). Wk is (kH*kW, C_out, C), contiguous.
 
     The NumPy branch says it plainly. np.matmul cannot add into its output, so there
     each += writes a temporary and reads it back. BLAS's gemm can (C = A B + beta C with
     beta = 1), so when NumPy's OpenBLAS was found the same products go to its gemm through
     ctypes (which releases the GIL meanwhile), with the addresses of the windows worked
     out from xq's address and strides: looking up a view's address costs a few
-    microseconds, as much as a fifth of a product of one chunk.
+    microseconds, as much as a fifth of a product of one chunk. dW's products, with
+    (C_out x C) results, run in pieces of columns (_piece_columns).
     """
     gemm = _blas.gemm.get(dense.dtype) if _blas is not None else None
     if gemm is None or xq.dtype != dense.dtype or Wk.dtype != dense.dtype:
         for k, (phase, shift) in enumerate(g.shifts(n)):
             window = xq[:, phase, shift:shift + n * g.L]
-            if backward:
+            if kind == "dx" and shift:
                 window += Wk[k].T @ dense
+            elif kind == "dx":
+                np.matmul(Wk[k].T, dense, out=window)
+            elif kind == "dW":
+                np.matmul(dense, window.T, out=Wk[k])
             elif k == 0:
                 np.matmul(Wk[k], window, out=dense)
             else:
@@ -196,15 +205,66 @@ def _offset_products(Wk, xq, dense, g, n, backward):
     C_out, C = Wk.shape[1:]
     wk, x0, d0 = Wk.ctypes.data, xq.ctypes.data, dense.ctypes.data
     ldx, ldd = xq.strides[0] // item, dense.shape[1]           # row strides, in elements
-    for k, (phase, shift) in enumerate(g.shifts(n)):
-        window = x0 + xq.strides[1] * phase + item * shift        # address of window_k
-        w = wk + Wk.strides[0] * k                                # address of Wk[k]
-        if backward:    # window_k (C, n*L) += Wk[k]^T (C, C_out) @ dense (C_out, n*L)
-            gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, C, n * g.L, C_out, 1.0, w, C, d0, ldd,
-                 1.0, window, ldx)
-        else:           # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
-            gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, n * g.L, C, 1.0, w, C, window, ldx,
-                 1.0 if k else 0.0, d0, ldd)
+    width = n * g.L
+    piece = (_piece_columns(C_out, C) if kind == "dW" else None) or width
+    for start in range(0, width, piece):
+        columns = min(piece, width - start)
+        d = d0 + item * start                                     # dense[:, start:]
+        for k, (phase, shift) in enumerate(g.shifts(n)):
+            window = x0 + xq.strides[1] * phase + item * (shift + start)   # window_k[:, start:]
+            w = wk + Wk.strides[0] * k                                     # Wk[k]
+            if kind == "dx":    # window_k (C, n*L) (+)= Wk[k]^T (C, C_out) @ dense (C_out, n*L)
+                gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, C, columns, C_out, 1.0, w, C, d, ldd,
+                     1.0 if shift else 0.0, window, ldx)
+            elif kind == "dW":  # Wk[k] (C_out, C) (+)= dense (C_out, cols) @ window_k^T (cols, C)
+                gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, C_out, C, columns, 1.0, d, ldd, window, ldx,
+                     1.0 if start else 0.0, w, C)
+            else:               # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
+                gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, columns, C, 1.0, w, C, window, ldx,
+                     1.0 if k else 0.0, d, ldd)
+
+
+def _dx_phases(n, g, dtype):
+    """The phase buffer (C, S, Hq*n*B + tail) that dx's offset products fill, and its
+    (C, S, Hq, n, B) view: zeros beyond n*L in each phase (the first product writes the
+    rest), and in a phase no offset reads (a stride larger than the kernel)."""
+    xq = _scratch("dphases", (g.C, g.S, g.Hq * n * g.B + g.tail), dtype)
+    xq[:, :, n * g.L:] = 0
+    written = {phase for phase, shift in g.shifts(n) if shift == 0}
+    for phase in range(g.S):
+        if phase not in written:
+            xq[:, phase] = 0
+    return xq, xq[..., :g.Hq * n * g.B].reshape(g.C, g.S, g.Hq, n, g.B)
+
+
+# OpenBLAS multiplies a product with M * N * K <= 100^3 by its "small-matrix" kernels,
+# which read the operands where they are, where larger products first copy ("pack") them
+# into blocks. dW's products per offset have (C_out x C) results and K = all the columns of
+# a chunk: packed, a shape BLAS runs slowly (16 -> 16, one core: 29-38 GFLOP/s), cut in
+# pieces of 3,906 columns that the small kernels take, 53-58 GFLOP/s (SkylakeX kernels,
+# OpenBLAS 0.3.31), and no column matrix to build: one 16 -> 16 backward on one core, 64
+# images, 12.6 -> 11.3 ms (dW 6.0 -> 4.7 ms). With 32 channels the pieces would be 976
+# columns, too thin to pay; the forward and dx products cut in pieces measured faster
+# alone but not in the chunks (16 -> 16 forward, one core: 3.4 ms whole, 3.8 in pieces).
+# So: dW by offsets where the pieces have at least MIN_PIECE_COLUMNS columns, on the
+# cores whose kernels were measured; elsewhere over the built columns.
+SMALL_GEMM_MNK = 100 ** 3
+MIN_PIECE_COLUMNS = 3000
+SMALL_GEMM_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
+
+
+def _piece_columns(C_out, C):
+    """Columns per piece of an offset product of (C_out x C) weights, or None: whole."""
+    if _blas is None or not _blas.small_gemm:
+        return None
+    columns = SMALL_GEMM_MNK // (C_out * C)
+    return columns if columns >= MIN_PIECE_COLUMNS else None
+
+
+def _dW_by_offsets(g, C_out):
+    """Whether backward's dW runs one product per offset from the phase buffer, in pieces
+    (no column matrix), rather than one product over the built columns."""
+    return _by_offsets(g) and _piece_columns(C_out, g.C) is not None
 
 
 def _forward_chunk(x, out, W, g):
@@ -215,7 +275,7 @@ def _forward_chunk(x, out, W, g):
     wide = _scratch("wide", (C_out, n * g.L), out.dtype)           # (C_out, H_out*n*B)
     if _by_offsets(g):
         xq = _phase_buffer(x, g, out.dtype)                         # (C, S, Hq*n*B + tail)
-        _offset_products(W.Wk, xq, wide, g, n, backward=False)      # wide = sum W_k @ x_k
+        _offset_products(W.Wk, xq, wide, g, n, "forward")          # wide = sum W_k @ x_k
     else:
         np.matmul(W.W2, _columns(x, g, out.dtype), out=wide)        # wide = W2 @ cols
     _wide_to_nchw(wide, out, g)
@@ -237,12 +297,18 @@ def _backward_chunk(x, dout, dx, W, g):
     dwide[..., :g.W_out] = dout.transpose(1, 2, 0, 3)
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
     dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, H_out*n*B)
-    cols = _columns(x, g, dx.dtype)                                  # (C*kH*kW, H_out*n*B)
-    dW2 = (cols @ dwide.T).T        # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
-    dxq, dxq5 = _phases("dphases", n, g, dx.dtype)                  # zeros (C, S, Hq, n, B)
-    if _by_offsets(g):
-        _offset_products(W.Wk, dxq, dwide, g, n, backward=True)     # dx_k += W_k^T @ dout
+    if _dW_by_offsets(g, C_out):    # dW_k = dout @ x_k^T, x_k read in the phase buffer
+        dWk = np.empty((g.kH * g.kW, C_out, g.C), dtype=dx.dtype)   # dWk[k] = dW[:, :, i, j]
+        _offset_products(dWk, _phase_buffer(x, g, dx.dtype), dwide, g, n, "dW")
+        dW2 = dWk.transpose(1, 2, 0).reshape(C_out, g.K)            # (C_out, C*kH*kW)
     else:
+        cols = _columns(x, g, dx.dtype)                              # (C*kH*kW, H_out*n*B)
+        dW2 = (cols @ dwide.T).T    # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
+    if _by_offsets(g):
+        dxq, dxq5 = _dx_phases(n, g, dx.dtype)                      # (C, S, Hq, n, B)
+        _offset_products(W.Wk, dxq, dwide, g, n, "dx")              # dx_k += W_k^T @ dout
+    else:
+        dxq, dxq5 = _phases("dphases", n, g, dx.dtype)              # zeros (C, S, Hq, n, B)
         np.matmul(W.W2.T, dwide, out=cols)                          # dcols, reusing cols
         dcols = cols.reshape(g.C, g.kH * g.kW, n * g.L)             # (C, kH*kW, H_out*n*B)
         for k, (phase, shift) in enumerate(g.shifts(n)):
@@ -258,11 +324,11 @@ def _pair_chunk(x, out, first, second):
     (W1, b1, g1, relu1), (W2, b2, g2, relu2) = first, second
     n, dtype = x.shape[0], out.dtype
     wide = _scratch("wide", (W1.C_out, n * g1.L), dtype)           # (C_mid, H_mid*n*B)
-    _offset_products(W1.Wk, _phase_buffer(x, g1, dtype), wide, g1, n, backward=False)
+    _offset_products(W1.Wk, _phase_buffer(x, g1, dtype), wide, g1, n, "forward")
     _add_bias(wide, b1, relu1)
     xq = _phases_from_wide(wide, g2, n)                             # conv_2's input, padded
     wide2 = _scratch("wide2", (W2.C_out, n * g2.L), dtype)         # (C_out, H_out*n*B)
-    _offset_products(W2.Wk, xq, wide2, g2, n, backward=False)
+    _offset_products(W2.Wk, xq, wide2, g2, n, "forward")
     _add_bias(wide2, b2, relu2)
     _wide_to_nchw(wide2, out, g2)
 
@@ -468,7 +534,8 @@ def conv_backward(x, dout, W2, kernel_size, stride, padding):
     def task(start, stop):
         return _backward_chunk(x[start:stop], dout[start:stop], dx[start:stop], W, g)
 
-    return dx, sum(_run(task, g, _bytes_per_example(g, W.C_out, W2.itemsize, columns=True)))
+    columns = not _dW_by_offsets(g, W.C_out)
+    return dx, sum(_run(task, g, _bytes_per_example(g, W.C_out, W2.itemsize, columns)))
 
 
 def conv_pair_forward(x, first, second):
@@ -502,7 +569,8 @@ def conv_pair_forward(x, first, second):
 # -- OpenBLAS through ctypes: its thread count, and gemm for what np.matmul cannot say ---
 class _OpenBLAS:
     """get()/set(n) for the number of OpenBLAS threads; gemm, a dict from dtype to
-    cblas_sgemm / cblas_dgemm (empty if this library does not export them)."""
+    cblas_sgemm / cblas_dgemm (empty if this library does not export them); small_gemm,
+    whether its kernels are ones measured to run small products faster unpacked."""
 
     PREFIXES = ("scipy_openblas_", "openblas_")
     SUFFIXES = ("64_", "")
@@ -517,8 +585,18 @@ class _OpenBLAS:
                     set_.argtypes = [ctypes.c_int]
                     self.get, self.set = get, set_
                     self.gemm = self._find_gemm(lib, prefix, suffix)
+                    self.small_gemm = self._core(lib, prefix, suffix) in SMALL_GEMM_CORES
                     return
         raise OSError("no openblas_get/set_num_threads in this library")
+
+    @staticmethod
+    def _core(lib, prefix, suffix):
+        """The name of the CPU kernels OpenBLAS chose ("SkylakeX", "Haswell", ...), or ""."""
+        corename = getattr(lib, f"{prefix}get_corename{suffix}", None)
+        if corename is None:
+            return ""
+        corename.restype = ctypes.c_char_p
+        return (corename() or b"").decode("ascii", "replace")
 
     @staticmethod
     def _find_gemm(lib, prefix, suffix):
