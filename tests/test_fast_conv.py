@@ -167,6 +167,24 @@ def test_find_gemm_names_and_integer_width(prefix, suffix, config, width):
     assert fast._OpenBLAS._find_gemm(SimpleNamespace(), prefix, suffix) == {}
 
 
+@pytest.mark.parametrize("corename, small", [(b"SkylakeX", True), (b"SapphireRapids", True),
+                                              (b"Haswell", False), (None, False)])
+def test_small_matrix_pieces_only_on_the_measured_kernels(monkeypatch, corename, small):
+    """dW runs by offsets in pieces only where OpenBLAS names kernels that were measured
+    (and where the library says nothing, over the columns, as before)."""
+    names = {"openblas_get_num_threads": _FakeFunction(1), "openblas_set_num_threads":
+             _FakeFunction()}
+    if corename is not None:
+        names["openblas_get_corename"] = _FakeFunction(corename)
+    blas = fast._OpenBLAS(SimpleNamespace(**names))
+    assert blas.small_gemm is small
+    monkeypatch.setattr(fast, "_blas", blas)
+    g = fast._Geometry((2, 16, 32, 32), (3, 3), (1, 1), (1, 1))
+    assert fast._dW_by_offsets(g, 16) is small
+    assert fast._dW_by_offsets(fast._Geometry((2, 32, 16, 16), (3, 3), (1, 1), (1, 1)), 32) \
+        is False                                          # pieces of 976 columns: too thin
+
+
 def test_gemm_self_check_drops_a_gemm_that_disagrees(monkeypatch):
     if fast._blas is None or not fast._blas.gemm:
         pytest.skip("no BLAS gemm found")
