@@ -49,9 +49,10 @@ from .columns import output_size
 #    forward pass never builds the columns: kH * kW products, each adding into the same
 #    output (BLAS's beta = 1, see _offset_products). Backward's dx is the mirror image: each
 #    W_k^T @ dout adds into the shifted slice of a phase buffer (the first to reach each
-#    phase writes it), which is col2im without the column matrix. dW = dout @ cols^T reads built columns (one long product
-#    is faster there than nine), except for 16 -> 16, whose nine products run in pieces
-#    that OpenBLAS's small-matrix kernels take (see SMALL_GEMM_MNK).
+#    phase writes it), which is col2im without the column matrix. dW = dout @ cols^T
+#    reads built columns (one long product is faster there than nine), except for
+#    16 -> 16, whose nine products run in pieces that OpenBLAS's small-matrix kernels
+#    take (see SMALL_GEMM_MNK).
 # 4. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
