@@ -243,12 +243,15 @@ def _dx_phases(n, g, dtype):
 # into blocks. dW's products per offset have (C_out x C) results and K = all the columns of
 # a chunk: packed, a shape BLAS runs slowly (16 -> 16, one core: 29-38 GFLOP/s), cut in
 # pieces of 3,906 columns that the small kernels take, 53-58 GFLOP/s (SkylakeX kernels,
-# OpenBLAS 0.3.31), and no column matrix to build: one 16 -> 16 backward on one core, 64
-# images, 12.6 -> 11.3 ms (dW 6.0 -> 4.7 ms). With 32 channels the pieces would be 976
-# columns, too thin to pay; the forward and dx products cut in pieces measured faster
-# alone but not in the chunks (16 -> 16 forward, one core: 3.4 ms whole, 3.8 in pieces).
-# So: dW by offsets where the pieces have at least MIN_PIECE_COLUMNS columns, on the
-# cores whose kernels were measured; elsewhere over the built columns.
+# OpenBLAS 0.3.31), and no column matrix to build. Two threads each running a 16 -> 16
+# backward of 64 images at once, as DataParallel's replicas do, best (median) ms: 14.0-15.7
+# (17.1-19.2) over the columns, 12.8-13.3 (15.1-15.8) in pieces. With 32 channels the
+# pieces would be 976 columns, too thin to pay. The forward's and dx's products in pieces
+# were faster on one core alone (16 -> 16 forward 5.1 -> 4.7 ms) and slower with two
+# threads at once (forward medians 7.0-7.5 -> 8.3 ms; fused ResNet-20 inference 107 -> 118
+# ms best): nine times as many calls, each taking the GIL back. So: dW by offsets where
+# the pieces have at least MIN_PIECE_COLUMNS columns, on the cores whose kernels were
+# measured; elsewhere over the built columns.
 SMALL_GEMM_MNK = 100 ** 3
 MIN_PIECE_COLUMNS = 3000
 SMALL_GEMM_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
