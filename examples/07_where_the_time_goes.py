@@ -13,7 +13,11 @@ This script measures, on the machine it runs on:
    least (input, weights, output) and the bytes its column matrix moves (written once,
    read once by the product), and the GFLOP/s it reaches;
 4. one ResNet-20 training step, timed layer by layer (forward and backward per kind of
-   layer): the profile table of docs/performance.md.
+   layer): the profile table of docs/performance.md;
+5. the same step as Trainer.fit runs it, on one replica of the model per core
+   (resnet_np.DataParallel): per replica, each kind of layer's wall time and its thread's
+   CPU time (time.thread_time, which leaves out waiting: for BatchNorm, the difference is
+   mostly the wait for the other replica's sums).
 
 The roofline: a kernel that does F flops while moving B bytes cannot run faster than
 min(peak GFLOP/s, F / B * bandwidth). F / B is its arithmetic intensity; below the ridge
@@ -35,6 +39,7 @@ import collections
 import json
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -51,7 +56,8 @@ from resnet_np.layers import _fast_conv
 REQUIRED_KEYS = ["machine.cores", "machine.l2_bytes", "gemm_gflops.one_core",
                  "gemm_gflops.all_cores", "bandwidth_gb_s.copy", "bandwidth_gb_s.add",
                  "bandwidth_gb_s.copy_activation",
-                 "ridge_flop_per_byte", "convs", "elementwise.gflops", "profile.step_ms", "profile.rows"]
+                 "ridge_flop_per_byte", "convs", "elementwise.gflops", "profile.step_ms", "profile.rows",
+                 "replicas.step_ms", "replicas.count", "replicas.rows"]
 
 
 def parse_args(argv=None):
@@ -168,6 +174,74 @@ def profile_step(batch, repeat):
     return 1e3 * total, rows
 
 
+# %% 5. The same step on one replica per core, as Trainer.fit runs it
+def profile_replicas(batch, repeat):
+    """(step ms, replicas, rows) of DataParallel training steps, the best of `repeat`:
+    per (layer kind, pass), each replica's wall ms and CPU ms (its thread's own time).
+
+    The replicas are copies of the model made inside DataParallel, so the timer wraps the
+    layer classes' forward and backward (every instance, copies included) for the length
+    of the run, and tells the replicas apart by the thread that calls: the calling thread
+    runs replica 0 (the model itself)."""
+    rng = np.random.default_rng(0)
+    model = rn.resnet_cifar(20, rng=0)
+    runner = rn.DataParallel(model)
+    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    spent = collections.Counter()                # (kind, pass, replica, "wall"/"cpu") -> s
+    replica_of = {threading.get_ident(): 0}      # thread -> replica, in order of first call
+
+    def timed(cls, name):                        # wrap one method of one layer class
+        method = getattr(cls, name)
+
+        def run(self, arg):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            result = method(self, arg)
+            who = replica_of.setdefault(threading.get_ident(), len(replica_of))
+            spent[cls.__name__, name, who, "wall"] += time.perf_counter() - wall
+            spent[cls.__name__, name, who, "cpu"] += time.thread_time() - cpu
+            return result
+        return run
+
+    classes = {type(layer) for _, layer in model.named_layers() if not layer.children()}
+    saved = {(cls, name): cls.__dict__.get(name) for cls in classes
+             for name in ("forward", "backward")}
+    for cls, name in saved:
+        setattr(cls, name, timed(cls, name))
+
+    def step():
+        loss.forward(runner.forward(x), y)
+        runner.backward(loss.backward())
+        sgd.step()
+
+    try:
+        step()                                   # warm-up; makes the replicas
+        best = None
+        for _ in range(repeat):
+            spent.clear()
+            start = time.perf_counter()
+            step()
+            total = time.perf_counter() - start
+            if best is None or total < best[0]:
+                best = (total, dict(spent))
+    finally:                                     # the classes as they were
+        for (cls, name), method in saved.items():
+            if method is None:
+                delattr(cls, name)               # it was inherited
+            else:
+                setattr(cls, name, method)
+    total, spent_best = best
+    replicas = 1 + max(who for _, _, who, _ in spent_best)
+    kinds = sorted({(kind, name) for kind, name, _, _ in spent_best},
+                   key=lambda k: -spent_best.get((*k, 0, "wall"), 0.0))
+    rows = [{"layer": kind, "pass": name,
+             "wall_ms": [1e3 * spent_best.get((kind, name, r, "wall"), 0.0) for r in range(replicas)],
+             "cpu_ms": [1e3 * spent_best.get((kind, name, r, "cpu"), 0.0) for r in range(replicas)]}
+            for kind, name in kinds]
+    return 1e3 * total, replicas, rows
+
+
 # %% Figures
 def plot_roofline(results, path):
     import matplotlib.pyplot as plt
@@ -240,6 +314,8 @@ if __name__ == "__main__":
     results["elementwise"] = elementwise_point(batch, repeat)
     step_ms, rows = profile_step(batch, 2 if args.quick else 5)
     results["profile"] = {"step_ms": step_ms, "rows": rows}
+    replica_ms, replicas, replica_rows = profile_replicas(batch, 2 if args.quick else 5)
+    results["replicas"] = {"step_ms": replica_ms, "count": replicas, "rows": replica_rows}
 
     print(f"GEMM float32: {results['gemm_gflops']['one_core']:.0f} GFLOP/s on 1 core, "
           f"{results['gemm_gflops']['all_cores']:.0f} on {cores}")
@@ -257,6 +333,14 @@ if __name__ == "__main__":
     print(f"{'layer':<20} {'pass':<9} {'ms':>7} {'share':>6}")
     for r in rows:
         print(f"{r['layer']:<20} {r['pass']:<9} {r['ms']:>7.1f} {100 * r['share']:>5.1f}%")
+
+    print(f"\nThe same step as Trainer.fit runs it, on {replicas} replica(s) "
+          f"(DataParallel): {replica_ms:.1f} ms; per replica, wall ms (CPU ms)")
+    print(f"{'layer':<20} {'pass':<9}" + "".join(f"{'replica ' + str(r):>17}"
+                                                 for r in range(replicas)))
+    for r in replica_rows:
+        print(f"{r['layer']:<20} {r['pass']:<9}" + "".join(
+            f"{w:>9.1f} ({c:>5.1f})" for w, c in zip(r["wall_ms"], r["cpu_ms"])))
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
