@@ -36,7 +36,7 @@ import threading
 
 import numpy as np
 
-from ._checks import message
+from ._checks import check_int, message
 from .layers import _fast_batchnorm, _fast_conv, _kernels
 from .layers.base import PASS_STATE, emptied_pass_state
 
@@ -79,6 +79,19 @@ class _Part:
 
     def here(self, results):
         return [results[self.rank]]
+
+
+# A part of the batch (one per core) needs at least this many input values for a step to
+# run on replicas. Below it, two threads' Python and BatchNorm's meetings cost more than
+# they save, and the model's own step (its convolutions still split over the cores) is
+# faster. Measured, training steps, best (median) ms, model's own / replicas: ResNet-20 on
+# 3x32x32 at batch 16 (24,576 values per part) 88.9 (104.1) / 92.7 (115.9), batch 32
+# (49,152) 154.7 (174.3) / 140.0 (161.9); on 3x16x16 at batch 64 (24,576) 79.3 (97.0) /
+# 88.2 (103.3), batch 96 (36,864) 129.9 (152.1) / 124.0 (151.1), batch 128 (49,152) 149.9
+# (177.7) / 139.9 (166.5); on 3x8x8 at batch 256 (24,576) 97.5 (121.5) / 104.5 (123.5),
+# batch 512 (49,152) 191.8 (225.5) / 165.4 (205.9); ResNet-8 on 1x8x8 digits at batch 64
+# (2,048) 13.8 (19.0) / 19.1 (24.0).
+MIN_PART_VALUES = 1 << 15
 
 
 def _replica(model):
@@ -136,13 +149,19 @@ class DataParallel:
 
     The step runs on the model itself, in the calling thread (its layers' own fast paths
     still split each convolution over the cores), when splitting cannot help or is not
-    known to be safe: on one core; under reference_kernels(); for batches smaller than
-    the number of cores; for arrays of mixed dtypes; when a layer is not a resnet_np
-    class (it might couple examples); inside another threaded region.
+    known to be safe: on one core; under reference_kernels(); for small batches (fewer
+    examples than cores, or fewer than min_part_values input values per core: the threads
+    then cost more than they save); for arrays of mixed dtypes; when a layer is not a
+    resnet_np class (it might couple examples); inside another threaded region.
 
     Parameters
     ----------
     model : Layer, a model of resnet_np layers (resnet_cifar, residual_mlp, Sequential, ...)
+    min_part_values : int, default MIN_PART_VALUES (32,768)
+        the fewest input values (examples x values per example) a part of the batch may
+        hold for the step to run on replicas; 0 splits every batch of at least one example
+        per core. At the default, on two cores, batches of CIFAR images (3 x 32 x 32) split
+        from 22 images on, of 8 x 8 digits from 1,024.
 
     Example
     -------
@@ -158,12 +177,15 @@ class DataParallel:
     (16, 3, 3, 3)
     """
 
-    def __init__(self, model):
+    def __init__(self, model, min_part_values=None):
         if not all(callable(getattr(model, name, None)) for name in ("forward", "backward",
                                                                      "named_layers")):
             raise TypeError(message("DataParallel", "a resnet_np model (a Layer)",
                                     type(model).__name__))
         self.model = model
+        self.min_part_values = (MIN_PART_VALUES if min_part_values is None else
+                                check_int(min_part_values, "min_part_values", "DataParallel",
+                                          minimum=0))
         self._replicas, self._layers = [], []
         self._parts = None                      # the batch slices of the last forward, or None
         self._predicted = False                 # the last forward on replicas was in eval mode
@@ -174,6 +196,8 @@ class DataParallel:
         workers = _fast_conv._pool_size()
         if (workers < 2 or _kernels.REFERENCE or not isinstance(x, np.ndarray)
                 or x.ndim == 0 or len(x) < workers or _fast_conv._in_sequence(workers)):
+            return False
+        if x.size < self.min_part_values * workers:     # too little work to pay for threads
             return False
         if any(p.dtype != x.dtype for _, p in self.model.named_parameters()):
             return False

@@ -17,8 +17,10 @@ needs_threads = pytest.mark.skipif(_fast_conv._blas is None,
 
 @pytest.fixture
 def two_cores(monkeypatch):
-    """Two replicas, even on one core (the threads then take turns)."""
+    """Two replicas, even on one core (the threads then take turns), and for batches of any
+    size (the tests' batches are far below MIN_PART_VALUES)."""
     monkeypatch.setattr(_fast_conv, "_CORES", 2)
+    monkeypatch.setattr(parallel, "MIN_PART_VALUES", 0)
 
 
 def conv_net(variant="post", shortcut="A"):
@@ -274,6 +276,27 @@ def test_replicas_follow_a_changed_model(two_cores, rng):
     assert out.shape == (4, 5)
     runner.backward(np.ones((4, 5)))
     assert np.abs(model.fc.grads["W"]).sum() > 0
+
+
+@needs_threads
+def test_small_batches_run_on_the_model_itself(monkeypatch, rng):
+    """Below min_part_values input values per core the step runs on the model (its caches
+    then hold the whole batch); at the threshold it runs on replicas (the first part)."""
+    monkeypatch.setattr(_fast_conv, "_CORES", 2)
+    x = rng.standard_normal((4, 3, 8, 8))                          # 768 values, 384 per core
+    for min_part_values, held in ((385, 4), (384, 2), (0, 2)):
+        model = conv_net()
+        runner = rn.DataParallel(model, min_part_values=min_part_values)
+        runner.forward(x)
+        assert len(model.stem.conv.cache["x"]) == held
+    monkeypatch.setattr(parallel, "MIN_PART_VALUES", 385)           # the default, read at
+    model = conv_net()                                             # construction
+    rn.DataParallel(model).forward(x)
+    assert len(model.stem.conv.cache["x"]) == 4
+    assert rn.DataParallel(model).min_part_values == 385
+    for bad, error in ((-1, ValueError), (0.5, TypeError)):
+        with pytest.raises(error, match="min_part_values"):
+            rn.DataParallel(model, min_part_values=bad)
 
 
 def test_the_exchange_returns_every_value_of_each_meeting_in_rank_order():
