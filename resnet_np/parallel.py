@@ -39,6 +39,7 @@ import numpy as np
 from ._checks import check_int, message
 from .layers import _fast_batchnorm, _fast_conv, _kernels
 from .layers.base import PASS_STATE, emptied_pass_state
+from .layers.conv import Conv2d
 
 
 class _Exchange:
@@ -92,6 +93,12 @@ class _Part:
 # batch 512 (49,152) 191.8 (225.5) / 165.4 (205.9); ResNet-8 on 1x8x8 digits at batch 64
 # (2,048) 13.8 (19.0) / 19.1 (24.0).
 MIN_PART_VALUES = 1 << 15
+# A network without a convolution (residual_mlp, Dense and BatchNorm1d layers) runs on the
+# model itself too: its matrix products run on BLAS's own threads, which use every core
+# already, and replicas only add Python. Steps, best (median) ms, model / replicas:
+# residual_mlp 768 -> 128 at batch 128 1.74 (2.26) / 2.43 (3.82), batch 256 2.90 (3.49) /
+# 4.78 (5.96); 768 -> 512 at 512 23.3 (31.7) / 22.2 (40.9); 3072 -> 1024 at 512 112.5
+# (137.0) / 136.5 (148.9), at 2048 327.5 (385.0) / 341.7 (435.8).
 
 
 def _replica(model):
@@ -118,6 +125,11 @@ def _forget(replica):
 def _layers(model):
     """Every layer of model, depth first: the same order in the model and its replicas."""
     return [layer for _, layer in model.named_layers()]
+
+
+def _has_convolution(model):
+    """True when some layer of model is a Conv2d (where replicas pay; see MIN_PART_VALUES)."""
+    return any(isinstance(layer, Conv2d) for _, layer in model.named_layers())
 
 
 def _library_layers_only(model):
@@ -149,9 +161,10 @@ class DataParallel:
 
     The step runs on the model itself, in the calling thread (its layers' own fast paths
     still split each convolution over the cores), when splitting cannot help or is not
-    known to be safe: on one core; under reference_kernels(); for small batches (fewer
-    examples than cores, or fewer than min_part_values input values per core: the threads
-    then cost more than they save); for arrays of mixed dtypes; when a layer is not a
+    known to be safe: on one core; under reference_kernels(); where the threads would cost
+    more than they save: batches with fewer examples than cores or fewer than
+    min_part_values input values per core, and networks without a convolution (their
+    matrix products use every core through BLAS already); for arrays of mixed dtypes; when a layer is not a
     resnet_np class (it might couple examples); inside another threaded region.
 
     Parameters
@@ -160,7 +173,7 @@ class DataParallel:
     min_part_values : int, default MIN_PART_VALUES (32,768)
         the fewest input values (examples x values per example) a part of the batch may
         hold for the step to run on replicas; 0 splits every batch of at least one example
-        per core. At the default, on two cores, batches of CIFAR images (3 x 32 x 32) split
+        per core, of any network. At the default, on two cores, batches of CIFAR images (3 x 32 x 32) split
         from 22 images on, of 8 x 8 digits from 1,024.
 
     Example
@@ -197,8 +210,9 @@ class DataParallel:
         if (workers < 2 or _kernels.REFERENCE or not isinstance(x, np.ndarray)
                 or x.ndim == 0 or len(x) < workers or _fast_conv._in_sequence(workers)):
             return False
-        if x.size < self.min_part_values * workers:     # too little work to pay for threads
-            return False
+        if self.min_part_values and (x.size < self.min_part_values * workers
+                                     or not _has_convolution(self.model)):
+            return False                # too little work to pay for the threads
         if any(p.dtype != x.dtype for _, p in self.model.named_parameters()):
             return False
         return _library_layers_only(self.model)

@@ -299,6 +299,16 @@ def test_small_batches_run_on_the_model_itself(monkeypatch, rng):
             rn.DataParallel(model, min_part_values=bad)
 
 
+@needs_threads
+def test_networks_without_a_convolution_run_on_the_model_unless_told(monkeypatch, rng):
+    monkeypatch.setattr(_fast_conv, "_CORES", 2)
+    x = rng.standard_normal((40, 5))
+    for min_part_values, held in ((1, 40), (0, 20)):
+        model = dense_net()
+        rn.DataParallel(model, min_part_values=min_part_values).forward(x)
+        assert len(model[0].cache["x"]) == held
+
+
 def test_the_exchange_returns_every_value_of_each_meeting_in_rank_order():
     parties, meetings = 3, 200
     exchange = parallel._Exchange(parties)
