@@ -127,6 +127,21 @@ def elementwise_point(batch, repeat):
 
 
 # %% 4. One training step, layer by layer
+def best_step(step, spent, repeat):
+    """(seconds, what the timers put in `spent`) of the fastest of `repeat` calls of step(),
+    after one warm-up call; `spent` is the Counter the layers' timers add to."""
+    step()
+    best = None
+    for _ in range(repeat):
+        spent.clear()
+        start = time.perf_counter()
+        step()
+        total = time.perf_counter() - start
+        if best is None or total < best[0]:
+            best = (total, dict(spent))
+    return best
+
+
 def profile_step(batch, repeat):
     """(step ms, rows): the best of `repeat` steps, ms per (layer kind, pass)."""
     rng = np.random.default_rng(0)
@@ -156,16 +171,7 @@ def profile_step(batch, repeat):
         model.backward(loss.backward())
         sgd.step()
 
-    step()                                       # warm-up
-    best = None
-    for _ in range(repeat):
-        spent.clear()
-        start = time.perf_counter()
-        step()
-        total = time.perf_counter() - start
-        if best is None or total < best[0]:
-            best = (total, dict(spent))
-    total, spent_best = best
+    total, spent_best = best_step(step, spent, repeat)
     rows = [{"layer": kind, "pass": name, "ms": 1e3 * s, "share": s / total}
             for (kind, name), s in sorted(spent_best.items(), key=lambda kv: -kv[1])]
     rest = total - sum(spent_best.values())
@@ -216,22 +222,13 @@ def profile_replicas(batch, repeat):
         sgd.step()
 
     try:
-        step()                                   # warm-up; makes the replicas
-        best = None
-        for _ in range(repeat):
-            spent.clear()
-            start = time.perf_counter()
-            step()
-            total = time.perf_counter() - start
-            if best is None or total < best[0]:
-                best = (total, dict(spent))
+        total, spent_best = best_step(step, spent, repeat)      # the warm-up makes the replicas
     finally:                                     # the classes as they were
         for (cls, name), method in saved.items():
             if method is None:
                 delattr(cls, name)               # it was inherited
             else:
                 setattr(cls, name, method)
-    total, spent_best = best
     replicas = 1 + max(who for _, _, who, _ in spent_best)
     kinds = sorted({(kind, name) for kind, name, _, _ in spent_best},
                    key=lambda k: -spent_best.get((*k, 0, "wall"), 0.0))
