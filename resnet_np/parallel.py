@@ -164,8 +164,9 @@ class DataParallel:
     known to be safe: on one core; under reference_kernels(); where the threads would cost
     more than they save: batches with fewer examples than cores or fewer than
     min_part_values input values per core, and networks without a convolution (their
-    matrix products use every core through BLAS already); for arrays of mixed dtypes; when a layer is not a
-    resnet_np class (it might couple examples); inside another threaded region.
+    matrix products use every core through BLAS already); for arrays of mixed dtypes;
+    when a layer is not a resnet_np class (it might couple examples); inside another
+    threaded region.
 
     Parameters
     ----------
@@ -173,8 +174,8 @@ class DataParallel:
     min_part_values : int, default MIN_PART_VALUES (32,768)
         the fewest input values (examples x values per example) a part of the batch may
         hold for the step to run on replicas; 0 splits every batch of at least one example
-        per core, of any network. At the default, on two cores, batches of CIFAR images (3 x 32 x 32) split
-        from 22 images on, of 8 x 8 digits from 1,024.
+        per core, of any network. At the default, on two cores, batches of CIFAR images
+        (3 x 32 x 32) split from 22 images on, batches of 8 x 8 digits from 1,024.
 
     Example
     -------
