@@ -134,10 +134,20 @@ def _scratch(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def _phases(name, n, g, dtype):
-    """A zeroed phase buffer (C, S, Hq*n*B + tail) and its (C, S, Hq, n, B) view."""
+def _phases(name, n, g, dtype, first_writes=False):
+    """A zeroed phase buffer (C, S, Hq*n*B + tail) and its (C, S, Hq, n, B) view. With
+    first_writes (dx's offset products, where each phase's first window writes rather
+    than adds: see _offset_products), zeros only beyond n*L in each phase, and in a phase
+    no offset reads (a stride larger than the kernel)."""
     xq = _scratch(name, (g.C, g.S, g.Hq * n * g.B + g.tail), dtype)
-    xq[...] = 0
+    if first_writes:
+        xq[:, :, n * g.L:] = 0
+        written = {phase for phase, shift in g.shifts(n) if shift == 0}
+        for phase in range(g.S):
+            if phase not in written:
+                xq[:, phase] = 0
+    else:
+        xq[...] = 0
     return xq, xq[..., :g.Hq * n * g.B].reshape(g.C, g.S, g.Hq, n, g.B)
 
 
@@ -177,7 +187,7 @@ def _offset_products(Wk, xq, dense, g, n, kind):
     "dx" thus adds each offset's gradient into the input positions it came from: col2im,
     without the column matrix. The first offset that reaches a phase, (i, j) = (a, b), has
     shift 0: it writes its window instead of adding to it, so xq needs zeros only beyond
-    n*L in each phase (see _dx_phases). Wk is (kH*kW, C_out, C), contiguous.
+    n*L in each phase (see _phases). Wk is (kH*kW, C_out, C), contiguous.
 
     The NumPy branch says it plainly. np.matmul cannot add into its output, so there
     each += writes a temporary and reads it back. BLAS's gemm can (C = A B + beta C with
@@ -223,19 +233,6 @@ def _offset_products(Wk, xq, dense, g, n, kind):
             else:               # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
                 gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, columns, C, 1.0, w, C, window, ldx,
                      1.0 if k else 0.0, d, ldd)
-
-
-def _dx_phases(n, g, dtype):
-    """The phase buffer (C, S, Hq*n*B + tail) that dx's offset products fill, and its
-    (C, S, Hq, n, B) view: zeros beyond n*L in each phase (the first product writes the
-    rest), and in a phase no offset reads (a stride larger than the kernel)."""
-    xq = _scratch("dphases", (g.C, g.S, g.Hq * n * g.B + g.tail), dtype)
-    xq[:, :, n * g.L:] = 0
-    written = {phase for phase, shift in g.shifts(n) if shift == 0}
-    for phase in range(g.S):
-        if phase not in written:
-            xq[:, phase] = 0
-    return xq, xq[..., :g.Hq * n * g.B].reshape(g.C, g.S, g.Hq, n, g.B)
 
 
 # OpenBLAS multiplies a product with M * N * K <= 100^3 by its "small-matrix" kernels,
@@ -308,11 +305,10 @@ def _backward_chunk(x, dout, dx, W, g):
     else:
         cols = _columns(x, g, dx.dtype)                              # (C*kH*kW, H_out*n*B)
         dW2 = (cols @ dwide.T).T    # (C_out, C*kH*kW); in this order BLAS is ~1.8x faster
+    dxq, dxq5 = _phases("dphases", n, g, dx.dtype, first_writes=_by_offsets(g))
     if _by_offsets(g):
-        dxq, dxq5 = _dx_phases(n, g, dx.dtype)                      # (C, S, Hq, n, B)
         _offset_products(W.Wk, dxq, dwide, g, n, "dx")              # dx_k += W_k^T @ dout
     else:
-        dxq, dxq5 = _phases("dphases", n, g, dx.dtype)              # zeros (C, S, Hq, n, B)
         np.matmul(W.W2.T, dwide, out=cols)                          # dcols, reusing cols
         dcols = cols.reshape(g.C, g.kH * g.kW, n * g.L)             # (C, kH*kW, H_out*n*B)
         for k, (phase, shift) in enumerate(g.shifts(n)):
