@@ -274,3 +274,61 @@ def test_chunk_size_falls_back_without_sysfs(tmp_path, monkeypatch):
     monkeypatch.setattr(fast.glob, "glob", lambda pattern: [])
     assert fast._l2_cache_bytes() == 2 << 20
     assert fast._l2_cache_bytes(default=123) == 123
+
+
+# -- where the shares run ----------------------------------------------------------------
+can_place = pytest.mark.skipif(
+    fast._sched_getcpu is None or not hasattr(__import__("os"), "sched_setaffinity")
+    or len(__import__("os").sched_getaffinity(0)) < 2,
+    reason="needs Linux's sched_getcpu/sched_setaffinity and two allowed cores")
+
+
+@can_place
+def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back():
+    import os
+    allowed = os.sched_getaffinity(0)
+    seen = fast._share(lambda item: (item, os.sched_getaffinity(0)), [0, 1, 2, 3], 2)
+    masks = dict(seen)
+    assert all(len(mask) == 1 and mask <= allowed for mask in masks.values())
+    assert masks[0] == masks[2] and masks[1] == masks[3]           # share 0: items 0, 2
+    assert masks[0] != masks[1]                                    # the two shares: two cores
+    assert os.sched_getaffinity(0) == allowed                      # the caller's mask is back
+    worker_mask = fast._pool().submit(os.sched_getaffinity, 0).result()
+    assert worker_mask == allowed                                  # and the workers'
+
+
+@can_place
+def test_the_callers_mask_comes_back_when_a_share_fails():
+    import os
+    allowed = os.sched_getaffinity(0)
+
+    def task(item):
+        if item == 0:
+            raise ValueError("planted")
+        return item
+
+    with pytest.raises(ValueError, match="planted"):
+        fast._share(task, [0, 1], 2)
+    assert os.sched_getaffinity(0) == allowed
+
+
+@can_place
+def test_no_cores_chosen_when_too_few_are_allowed_or_linux_cannot_say(monkeypatch):
+    import os
+    allowed = os.sched_getaffinity(0)
+    cores = fast._cores_for(2)
+    assert cores[0] is not None and len(set(cores)) == 2 and set(cores) <= allowed
+    assert fast._cores_for(len(allowed) + 1) == [None] * (len(allowed) + 1)
+    os.sched_setaffinity(0, {min(allowed)})                       # this thread: one core
+    try:
+        assert fast._cores_for(2) == [None, None]
+        assert fast._share(lambda item: item, [0, 1], 2) == [0, 1]  # still runs
+        assert os.sched_getaffinity(0) == {min(allowed)}          # and leaves the mask alone
+    finally:
+        os.sched_setaffinity(0, allowed)
+    monkeypatch.setattr(fast, "_sched_getcpu", None)               # not Linux
+    assert fast._cores_for(2) == [None, None]
+
+
+def test_on_core_none_runs_where_the_thread_is():
+    assert fast._on_core(None, lambda a, b: a + b, 2, 3) == 5

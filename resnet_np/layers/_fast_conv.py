@@ -451,9 +451,9 @@ def _inside_share():
 def _share(task, items, workers):
     """[task(item) for item in items], as `workers` shares run at once: items[w::workers]
     in turn on worker w, the calling thread taking share 0 (the results come share by
-    share), each under the caller's np.errstate. One hand-off per worker instead of one
-    per item. Called again from inside a share, it runs everything in the calling thread
-    (nested waits on a busy pool could deadlock)."""
+    share), each under the caller's np.errstate and on a core of its own (_cores_for). One
+    hand-off per worker instead of one per item. Called again from inside a share, it runs
+    everything in the calling thread (nested waits on a busy pool could deadlock)."""
     if _inside_share() or workers == 1 or len(items) == 1:
         return [task(item) for item in items]
 
@@ -468,14 +468,56 @@ def _share(task, items, workers):
             _local.sharing = False
 
     shares = [items[w::workers] for w in range(workers)]
-    futures = [_pool().submit(run_share, share) for share in shares[1:]]
+    cores = _cores_for(workers)         # the caller's core, then one other per worker
+    futures = [_pool().submit(_on_core, core, run_share, share)
+               for core, share in zip(cores[1:], shares[1:])]
     try:
-        results = run_share(shares[0])
+        results = _on_core(cores[0], run_share, shares[0])
     finally:
         wait(futures)                   # no worker may still write when this returns
     for future in futures:
         results += future.result()
     return results
+
+
+# Where the threads run. Linux picks the core a woken thread runs on, and after an idle
+# pause it sometimes wakes the pool's worker on the core of the thread that woke it: the
+# two shares then take turns on one core until the scheduler moves one, milliseconds
+# later. Seen after a PyTorch call and 100 ms idle (the order of a benchmark), in 14 and
+# 15 of 15 backward passes of a 32 -> 32 convolution, batch 128 (the threads' cores read
+# at each chunk), which then took 17-23 ms instead of 11-14; with no PyTorch, in 2 of 15.
+# So each share holds its thread on one core of its own while it runs: the caller on the
+# core it is on, each worker on another; the threads' own sets of cores come back after.
+_libc = ctypes.CDLL(None) if os.name == "posix" else None
+_sched_getcpu = getattr(_libc, "sched_getcpu", None)
+if _sched_getcpu is not None:
+    _sched_getcpu.restype, _sched_getcpu.argtypes = ctypes.c_int, []
+
+
+def _cores_for(workers):
+    """One core per share, the caller's first, or [None] * workers (the threads run where
+    the operating system puts them) where cores cannot be chosen: not Linux, or fewer
+    allowed cores than shares."""
+    if _sched_getcpu is None or not hasattr(os, "sched_setaffinity"):
+        return [None] * workers
+    here, allowed = _sched_getcpu(), os.sched_getaffinity(0)
+    others = sorted(allowed - {here})
+    if here not in allowed or len(others) < workers - 1:
+        return [None] * workers
+    return [here] + others[:workers - 1]
+
+
+def _on_core(core, fn, *args):
+    """fn(*args) with the calling thread held on `core` (None: wherever it runs), and its
+    set of allowed cores restored after."""
+    if core is None:
+        return fn(*args)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        return fn(*args)
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def batch_slices(N):
