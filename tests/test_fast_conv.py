@@ -29,7 +29,7 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
 
 
 @pytest.mark.parametrize("route", ["offsets-blas", "offsets-blas-pieces", "offsets-blas-whole",
-                                   "offsets-numpy", "columns"])
+                                   "offsets-numpy", "columns", "columns-pieces"])
 @pytest.mark.parametrize("C_out", [1, 5])
 @pytest.mark.parametrize("chunk_bytes", [1, 4 << 20])          # one example per chunk, or one chunk
 @pytest.mark.parametrize("shape, kernel, stride, padding", FAST_CASES)
@@ -37,9 +37,11 @@ def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, s
                                   stride, padding):
     """Each route of the chunks: one product per kernel offset (by BLAS's gemm as this CPU
     runs it, in pieces of 7 columns with dW by offsets too, or whole with dW over the
-    columns; by NumPy where no gemm is found), or one product over the built columns."""
+    columns; by NumPy where no gemm is found), or products over the built columns (as
+    this CPU runs them, or in pieces of 7 columns)."""
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(fast, "MIN_CHANNELS_BY_OFFSETS", 10**9 if route == "columns" else 1)
+    monkeypatch.setattr(fast, "MIN_CHANNELS_BY_OFFSETS",
+                        10**9 if route.startswith("columns") else 1)
     if route == "offsets-numpy":
         _without_blas_gemm(monkeypatch)
     elif route.startswith("offsets-blas") and (fast._blas is None or
@@ -48,6 +50,9 @@ def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, s
     if route == "offsets-blas-pieces":
         _small_gemm_pieces(monkeypatch, 7, C_out, shape[1])
         assert fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
+    elif route == "columns-pieces":
+        _small_gemm_pieces(monkeypatch, 7, C_out, shape[1] * kernel[0] * kernel[1])
+        monkeypatch.setattr(fast, "MIN_COLUMN_PIECE_COLUMNS", 1)
     elif route == "offsets-blas-whole":
         monkeypatch.setattr(fast._blas, "small_gemm", False)
         assert not fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
@@ -139,6 +144,38 @@ def test_offset_products_blas_and_numpy_agree(rng, monkeypatch, dtype, stride):
         assert rel_error(forward, expected_forward) <= tolerance
         assert rel_error(backward, expected_backward) <= tolerance
         assert rel_error(dWk, expected_dWk) <= tolerance
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [6, 13, 14, 15, 70])   # whole; 1 piece + 6; 2; 2 + 1; 10
+def test_products_in_pieces_of_the_columns(rng, monkeypatch, dtype, width):
+    """The built columns' products, cut in pieces of 7 columns and one more product for
+    the rest (none for 14 and 70), equal the whole products; under two pieces, whole."""
+    _small_gemm_pieces(monkeypatch, 7, 4, 9)
+    monkeypatch.setattr(fast, "MIN_COLUMN_PIECE_COLUMNS", 1)
+    left, right = rng.standard_normal((4, 9)).astype(dtype), rng.standard_normal((9, width))
+    right = right.astype(dtype)
+    assert fast._piece_columns(4, 9, minimum=1) == 7
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    out = np.full((4, width), np.nan, dtype=dtype)                # every column written
+    assert fast._product_in_pieces(left, right, out) is out
+    assert rel_error(out, left @ right) <= tolerance
+    dense = rng.standard_normal((4, width)).astype(dtype)
+    assert rel_error(fast._product_over_pieces(dense, right), dense @ right.T) <= tolerance
+    backward = np.full((9, width), np.nan, dtype=dtype)
+    fast._product_in_pieces(left.T, dense, backward)              # W2^T @ dout: (9 x 4) left
+    assert rel_error(backward, left.T @ dense) <= tolerance
+
+
+def test_column_pieces_only_where_they_pay(monkeypatch):
+    """Pieces of fewer than MIN_COLUMN_PIECE_COLUMNS columns, or no small kernels: whole."""
+    if fast._blas is None:
+        pytest.skip("OpenBLAS not found: every product is whole")
+    monkeypatch.setattr(fast._blas, "small_gemm", True)
+    assert fast._piece_columns(16, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) == 2314  # stem
+    assert fast._piece_columns(64, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) is None  # 578
+    monkeypatch.setattr(fast._blas, "small_gemm", False)
+    assert fast._piece_columns(16, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) is None
 
 
 class _FakeFunction:
