@@ -321,9 +321,10 @@ can_place = pytest.mark.skipif(
 
 
 @can_place
-def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back():
+def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back(monkeypatch):
     import os
     allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
     seen = fast._share(lambda item: (item, os.sched_getaffinity(0)), [0, 1, 2, 3], 2)
     masks = dict(seen)
     assert all(len(mask) == 1 and mask <= allowed for mask in masks.values())
@@ -334,10 +335,17 @@ def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back():
     assert worker_mask == allowed                                  # and the workers'
 
 
+def _first_cores(workers, allowed):
+    """The first `workers` allowed cores, one per share: what _cores_for chooses when the
+    shares take every allowed core, here on any machine."""
+    return sorted(allowed)[:workers]
+
+
 @can_place
-def test_the_callers_mask_comes_back_when_a_share_fails():
+def test_the_callers_mask_comes_back_when_a_share_fails(monkeypatch):
     import os
     allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
 
     def task(item):
         if item == 0:
@@ -350,12 +358,16 @@ def test_the_callers_mask_comes_back_when_a_share_fails():
 
 
 @can_place
-def test_no_cores_chosen_when_too_few_are_allowed_or_linux_cannot_say(monkeypatch):
+def test_cores_chosen_only_when_the_shares_take_every_allowed_core(monkeypatch):
     import os
     allowed = os.sched_getaffinity(0)
-    cores = fast._cores_for(2)
-    assert cores[0] is not None and len(set(cores)) == 2 and set(cores) <= allowed
-    assert fast._cores_for(len(allowed) + 1) == [None] * (len(allowed) + 1)
+    cores = fast._cores_for(len(allowed))
+    assert None not in cores and set(cores) == allowed                  # one core per share
+    assert fast._cores_for(len(allowed) + 1) == [None] * (len(allowed) + 1)   # too few
+    real = os.sched_getaffinity
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: real(pid) | {10_000})
+    assert fast._cores_for(len(allowed)) == [None] * len(allowed)       # a core to spare
+    monkeypatch.undo()
     os.sched_setaffinity(0, {min(allowed)})                       # this thread: one core
     try:
         assert fast._cores_for(2) == [None, None]

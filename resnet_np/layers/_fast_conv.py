@@ -533,6 +533,8 @@ def _share(task, items, workers):
 # at each chunk), which then took 17-23 ms instead of 11-14; with no PyTorch, in 2 of 15.
 # So each share holds its thread on one core of its own while it runs: the caller on the
 # core it is on, each worker on another; the threads' own sets of cores come back after.
+# Only when the shares take every core the process may use (as the pool does on up to 8
+# cores): with cores to spare, two processes would hold their workers on the same few.
 _libc = ctypes.CDLL(None) if os.name == "posix" else None
 _sched_getcpu = getattr(_libc, "sched_getcpu", None)
 if _sched_getcpu is not None:
@@ -541,15 +543,14 @@ if _sched_getcpu is not None:
 
 def _cores_for(workers):
     """One core per share, the caller's first, or [None] * workers (the threads run where
-    the operating system puts them) where cores cannot be chosen: not Linux, or fewer
-    allowed cores than shares."""
+    the operating system puts them) where not every allowed core gets a share, or cores
+    cannot be chosen (not Linux)."""
     if _sched_getcpu is None or not hasattr(os, "sched_setaffinity"):
         return [None] * workers
     here, allowed = _sched_getcpu(), os.sched_getaffinity(0)
-    others = sorted(allowed - {here})
-    if here not in allowed or len(others) < workers - 1:
+    if here not in allowed or len(allowed) != workers:
         return [None] * workers
-    return [here] + others[:workers - 1]
+    return [here] + sorted(allowed - {here})
 
 
 def _on_core(core, fn, *args):
