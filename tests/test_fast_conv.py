@@ -36,9 +36,9 @@ def reference_conv(x, W2, kernel, stride, padding, dout):
 def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, shape, kernel,
                                   stride, padding):
     """Each route of the chunks: one product per kernel offset (by BLAS's gemm as this CPU
-    runs it, in pieces of 7 columns with dW by offsets too, or whole with dW over the
-    columns; by NumPy where no gemm is found), or products over the built columns (as
-    this CPU runs them, or in pieces of 7 columns)."""
+    runs it, with dW by offsets in pieces of 7 columns, or with dW over the columns; by
+    NumPy where no gemm is found), or products over the built columns (as this CPU runs
+    them, or in pieces of 7 columns)."""
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(fast, "MIN_CHANNELS_BY_OFFSETS",
                         10**9 if route.startswith("columns") else 1)
@@ -49,10 +49,10 @@ def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, s
         pytest.skip("no BLAS gemm found: the NumPy route is the only one")
     if route == "offsets-blas-pieces":
         _small_gemm_pieces(monkeypatch, 7, C_out, shape[1])
-        assert fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
+        g = fast._Geometry(shape, kernel, stride, padding)
+        assert fast._dW_by_offsets(g, C_out) is (g.S == 1)
     elif route == "columns-pieces":
         _small_gemm_pieces(monkeypatch, 7, C_out, shape[1] * kernel[0] * kernel[1])
-        monkeypatch.setattr(fast, "MIN_COLUMN_PIECE_COLUMNS", 1)
     elif route == "offsets-blas-whole":
         monkeypatch.setattr(fast._blas, "small_gemm", False)
         assert not fast._dW_by_offsets(fast._Geometry(shape, kernel, stride, padding), C_out)
@@ -98,52 +98,67 @@ def _without_blas_gemm(monkeypatch):
         monkeypatch.setattr(fast._blas, "gemm", {})
 
 
-def _small_gemm_pieces(monkeypatch, columns, C_out, C):
-    """Offset products of (C_out x C) weights cut in pieces of `columns` columns, as on CPUs
-    with small-matrix kernels (_piece_columns), whatever this CPU is."""
-    if fast._blas is not None:
-        monkeypatch.setattr(fast._blas, "small_gemm", True)
+def _small_gemm_pieces(monkeypatch, columns, M, K):
+    """Products in pieces of `columns` columns, as on CPUs with small-matrix kernels,
+    whatever this CPU is: those of an (M x K) factor over built columns
+    (_piece_columns), and dW by offsets for every weight size (_dW_by_offsets; stride 1)."""
+    if fast._blas is None:
+        pytest.skip("OpenBLAS not found: no pieces")
+    monkeypatch.setattr(fast._blas, "small_gemm", True)
     monkeypatch.setattr(fast, "MIN_PIECE_COLUMNS", 1)
-    monkeypatch.setattr(fast, "SMALL_GEMM_MNK", columns * C_out * C)
+    monkeypatch.setattr(fast, "SMALL_GEMM_MNK", columns * M * K)
+    monkeypatch.setattr(fast, "DW_PIECE_COLUMNS", columns)
+    monkeypatch.setattr(fast, "DW_BY_OFFSETS_WEIGHTS", 10**9)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_offset_products_blas_and_numpy_agree(rng, monkeypatch, dtype, stride):
-    """_offset_products' branches (BLAS's gemm adding in place, whole or with dW in pieces
-    of 7 columns; NumPy with temporaries) give the same sums, forward, dx and dW; dx writes
-    only inside the windows, and sets the shift-0 ones (each phase's first) before adding."""
+    """_offset_products' branches (BLAS's gemm adding in place; NumPy with temporaries)
+    give the same sums, forward and dx; dx writes only inside the windows, and sets the
+    shift-0 ones (each phase's first) before adding."""
     g = fast._Geometry((3, 4, 7, 6), (3, 3), (stride, stride), (1, 1))
     n, C_out = 3, 5
     Wk = rng.standard_normal((9, C_out, 4)).astype(dtype)
     xq = rng.standard_normal((4, g.S, g.Hq * n * g.B + g.tail)).astype(dtype)
     dense = rng.standard_normal((C_out, n * g.L)).astype(dtype)
     results = {}
-    for route in ("blas", "blas-pieces", "numpy"):
-        if route == "blas-pieces":
-            _small_gemm_pieces(monkeypatch, 7, C_out, 4)
-            assert fast._piece_columns(C_out, 4) == 7
+    for route in ("blas", "numpy"):
         if route == "numpy":
             _without_blas_gemm(monkeypatch)
         forward = np.full_like(dense, np.nan)           # forward overwrites: no NaN survives
         fast._offset_products(Wk, xq, forward, g, n, "forward")
         backward = xq.copy()
         fast._offset_products(Wk, backward, dense, g, n, "dx")
-        dWk = np.full_like(Wk, np.nan)                  # dW overwrites too
-        fast._offset_products(dWk, xq, dense, g, n, "dW")
-        results[route] = forward, backward, dWk
+        results[route] = forward, backward
     windows = [xq[:, p, s:s + n * g.L] for p, s in g.shifts(n)]
     expected_forward = sum(Wk[k] @ window for k, window in enumerate(windows))
     expected_backward = xq.copy()
     for k, (p, s) in enumerate(g.shifts(n)):          # a phase's first window (shift 0) is set
         window = expected_backward[:, p, s:s + n * g.L]
         window[...] = (window if s else 0) + Wk[k].T @ dense
-    expected_dWk = np.stack([dense @ window.T for window in windows])
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    for forward, backward, dWk in results.values():
+    for forward, backward in results.values():
         assert rel_error(forward, expected_forward) <= tolerance
         assert rel_error(backward, expected_backward) <= tolerance
-        assert rel_error(dWk, expected_dWk) <= tolerance
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("piece", [7, 10**6])         # pieces and a rest; only the rest
+def test_offset_dW_is_each_offsets_product(rng, monkeypatch, dtype, stride, piece):
+    """_offset_dW gives dWk[k] = dense @ window_k^T for every offset, in the order of
+    g.shifts (k = i * kW + j), whatever the stride and however the columns are cut."""
+    monkeypatch.setattr(fast, "DW_PIECE_COLUMNS", piece)
+    g = fast._Geometry((3, 4, 7, 6), (3, 3), (stride, stride), (1, 1))
+    n, C_out = 3, 5
+    xq = rng.standard_normal((4, g.S, g.Hq * n * g.B + g.tail)).astype(dtype)
+    dense = rng.standard_normal((C_out, n * g.L)).astype(dtype)
+    dWk = fast._offset_dW(dense, xq, g, n)
+    windows = [xq[:, p, s:s + n * g.L] for p, s in g.shifts(n)]
+    expected = np.stack([dense @ window.T for window in windows])
+    assert dWk.shape == (9, C_out, 4) and dWk.dtype == dtype
+    assert rel_error(dWk, expected) <= (1e-5 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -152,10 +167,9 @@ def test_products_in_pieces_of_the_columns(rng, monkeypatch, dtype, width):
     """The built columns' products, cut in pieces of 7 columns and one more product for
     the rest (none for 14 and 70), equal the whole products; under two pieces, whole."""
     _small_gemm_pieces(monkeypatch, 7, 4, 9)
-    monkeypatch.setattr(fast, "MIN_COLUMN_PIECE_COLUMNS", 1)
     left, right = rng.standard_normal((4, 9)).astype(dtype), rng.standard_normal((9, width))
     right = right.astype(dtype)
-    assert fast._piece_columns(4, 9, minimum=1) == 7
+    assert fast._piece_columns(4, 9) == 7
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     out = np.full((4, width), np.nan, dtype=dtype)                # every column written
     assert fast._product_in_pieces(left, right, out) is out
@@ -168,14 +182,14 @@ def test_products_in_pieces_of_the_columns(rng, monkeypatch, dtype, width):
 
 
 def test_column_pieces_only_where_they_pay(monkeypatch):
-    """Pieces of fewer than MIN_COLUMN_PIECE_COLUMNS columns, or no small kernels: whole."""
+    """Pieces of fewer than MIN_PIECE_COLUMNS columns, or no small kernels: whole."""
     if fast._blas is None:
         pytest.skip("OpenBLAS not found: every product is whole")
     monkeypatch.setattr(fast._blas, "small_gemm", True)
-    assert fast._piece_columns(16, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) == 2314  # stem
-    assert fast._piece_columns(64, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) is None  # 578
+    assert fast._piece_columns(16, 27) == 2314                    # the stem: 3 -> 16
+    assert fast._piece_columns(64, 27) is None                    # 578 columns: too thin
     monkeypatch.setattr(fast._blas, "small_gemm", False)
-    assert fast._piece_columns(16, 27, minimum=fast.MIN_COLUMN_PIECE_COLUMNS) is None
+    assert fast._piece_columns(16, 27) is None
 
 
 class _FakeFunction:
@@ -208,7 +222,8 @@ def test_find_gemm_names_and_integer_width(prefix, suffix, config, width):
                                               (b"Haswell", False), (None, False)])
 def test_small_matrix_pieces_only_on_the_measured_kernels(monkeypatch, corename, small):
     """dW runs by offsets in pieces only where OpenBLAS names kernels that were measured
-    (and where the library says nothing, over the columns, as before)."""
+    (and where the library says nothing, over the columns, as before), and only for
+    weights of up to 32 x 32 (C_out x C_in) and stride 1."""
     names = {"openblas_get_num_threads": _FakeFunction(1), "openblas_set_num_threads":
              _FakeFunction()}
     if corename is not None:
@@ -218,8 +233,13 @@ def test_small_matrix_pieces_only_on_the_measured_kernels(monkeypatch, corename,
     monkeypatch.setattr(fast, "_blas", blas)
     g = fast._Geometry((2, 16, 32, 32), (3, 3), (1, 1), (1, 1))
     assert fast._dW_by_offsets(g, 16) is small
-    assert fast._dW_by_offsets(fast._Geometry((2, 32, 16, 16), (3, 3), (1, 1), (1, 1)), 32) \
-        is False                                          # pieces of 976 columns: too thin
+    g32 = fast._Geometry((2, 32, 16, 16), (3, 3), (1, 1), (1, 1))
+    assert fast._dW_by_offsets(g32, 32) is small
+    assert fast._dW_by_offsets(g32, 64) is False                  # 32 -> 64: slower so
+    assert fast._dW_by_offsets(fast._Geometry((2, 16, 32, 32), (3, 3), (2, 2), (1, 1)), 32) \
+        is False                                                  # stride 2: not faster
+    assert fast._dW_by_offsets(fast._Geometry((2, 64, 8, 8), (3, 3), (1, 1), (1, 1)), 64) \
+        is False
 
 
 def test_gemm_self_check_drops_a_gemm_that_disagrees(monkeypatch):

@@ -50,9 +50,9 @@ from .columns import output_size
 #    output (BLAS's beta = 1, see _offset_products). Backward's dx is the mirror image: each
 #    W_k^T @ dout adds into the shifted slice of a phase buffer (the first to reach each
 #    phase writes it), which is col2im without the column matrix. dW = dout @ cols^T
-#    reads built columns (one long product is faster there than nine), except for
-#    16 -> 16, whose nine products run in pieces that OpenBLAS's small-matrix kernels
-#    take (see SMALL_GEMM_MNK).
+#    reads built columns (one long product is faster there than nine), except for the
+#    convolutions with few channels, whose nine products run from the phase buffer in
+#    pieces that OpenBLAS's small-matrix kernels take (see SMALL_GEMM_MNK, _offset_dW).
 # 4. Reused buffers. The columns, the phases and the wide output live in scratch
 #    buffers kept between calls (one set per thread); only temporaries live there.
 #    Outputs, dx and dW are fresh arrays the caller can keep.
@@ -157,13 +157,18 @@ def _columns(x, g, dtype):
     xq = _phase_buffer(x, g, dtype)                                 # (C, S, Hq*n*B + tail)
     cols = _scratch("cols", (g.C, g.kH, g.kW, n * g.L), dtype)      # (C, kH, kW, H_out*n*B)
     for phase, a, b, rows, columns in g.offset_grids:
-        # offsets (a + sH r, b + sW q) read phase (a, b) shifted by r * n * B + q: one
-        # copy from an (overlapping, read-only) view with those two strides
-        src = as_strided(xq[:, phase], shape=(g.C, rows, columns, n * g.L),
-                         strides=(xq.strides[0], n * g.B * xq.itemsize, xq.itemsize, xq.itemsize),
-                         writeable=False)
-        cols[:, a::g.sH, b::g.sW] = src
+        cols[:, a::g.sH, b::g.sW] = _offset_windows(xq, phase, rows, columns, g, n)  # one copy
     return cols.reshape(g.K, n * g.L)                                # (C*kH*kW, n*L)
+
+
+def _offset_windows(xq, phase, rows, columns, g, n):
+    """The windows of the offsets (a + sH r, b + sW q) that read phase (a, b) of the phase
+    buffer xq, for r < rows and q < columns, as one read-only view (C, rows, columns, n*L):
+    window (r, q) is the phase shifted by r * n * B + q, so the view has those two strides
+    (its windows overlap; nothing may write through it)."""
+    item = xq.itemsize
+    return as_strided(xq[:, phase], shape=(g.C, rows, columns, n * g.L),
+                      strides=(xq.strides[0], n * g.B * item, item, item), writeable=False)
 
 
 def _phase_buffer(x, g, dtype, name="phases"):
@@ -182,20 +187,19 @@ def _offset_products(Wk, xq, dense, g, n, kind):
 
         "forward":  dense (C_out, n*L) = sum over k of Wk[k] @ window_k
         "dx":       window_k (+)= Wk[k]^T @ dense, for every k
-        "dW":       Wk[k] = dense @ window_k^T, for every k (Wk is the result here)
 
     "dx" thus adds each offset's gradient into the input positions it came from: col2im,
     without the column matrix. The first offset that reaches a phase, (i, j) = (a, b), has
     shift 0: it writes its window instead of adding to it, so xq needs zeros only beyond
-    n*L in each phase (see _phases). Wk is (kH*kW, C_out, C), contiguous.
+    n*L in each phase (see _phases). Wk is (kH*kW, C_out, C), contiguous. (dW's products,
+    dense @ window_k^T, are _offset_dW's.)
 
     The NumPy branch says it plainly. np.matmul cannot add into its output, so there
     each += writes a temporary and reads it back. BLAS's gemm can (C = A B + beta C with
     beta = 1), so when NumPy's OpenBLAS was found the same products go to its gemm through
     ctypes (which releases the GIL meanwhile), with the addresses of the windows worked
     out from xq's address and strides: looking up a view's address costs a few
-    microseconds, as much as a fifth of a product of one chunk. dW's products, with
-    (C_out x C) results, run in pieces of columns (_piece_columns).
+    microseconds, as much as a fifth of a product of one chunk.
     """
     gemm = _blas.gemm.get(dense.dtype) if _blas is not None else None
     if gemm is None or xq.dtype != dense.dtype or Wk.dtype != dense.dtype:
@@ -205,8 +209,6 @@ def _offset_products(Wk, xq, dense, g, n, kind):
                 window += Wk[k].T @ dense
             elif kind == "dx":
                 np.matmul(Wk[k].T, dense, out=window)
-            elif kind == "dW":
-                np.matmul(dense, window.T, out=Wk[k])
             elif k == 0:
                 np.matmul(Wk[k], window, out=dense)
             else:
@@ -217,76 +219,79 @@ def _offset_products(Wk, xq, dense, g, n, kind):
     wk, x0, d0 = Wk.ctypes.data, xq.ctypes.data, dense.ctypes.data
     ldx, ldd = xq.strides[0] // item, dense.shape[1]           # row strides, in elements
     width = n * g.L
-    piece = (_piece_columns(C_out, C) if kind == "dW" else None) or width
-    for start in range(0, width, piece):
-        columns = min(piece, width - start)
-        d = d0 + item * start                                     # dense[:, start:]
-        for k, (phase, shift) in enumerate(g.shifts(n)):
-            window = x0 + xq.strides[1] * phase + item * (shift + start)   # window_k[:, start:]
-            w = wk + Wk.strides[0] * k                                     # Wk[k]
-            if kind == "dx":    # window_k (C, n*L) (+)= Wk[k]^T (C, C_out) @ dense (C_out, n*L)
-                gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, C, columns, C_out, 1.0, w, C, d, ldd,
-                     1.0 if shift else 0.0, window, ldx)
-            elif kind == "dW":  # Wk[k] (C_out, C) (+)= dense (C_out, cols) @ window_k^T (cols, C)
-                gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, C_out, C, columns, 1.0, d, ldd, window, ldx,
-                     1.0 if start else 0.0, w, C)
-            else:               # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
-                gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, columns, C, 1.0, w, C, window, ldx,
-                     1.0 if k else 0.0, d, ldd)
+    for k, (phase, shift) in enumerate(g.shifts(n)):
+        window = x0 + xq.strides[1] * phase + item * shift                 # window_k
+        w = wk + Wk.strides[0] * k                                         # Wk[k]
+        if kind == "dx":    # window_k (C, n*L) (+)= Wk[k]^T (C, C_out) @ dense (C_out, n*L)
+            gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, C, width, C_out, 1.0, w, C, d0, ldd,
+                 1.0 if shift else 0.0, window, ldx)
+        else:               # dense (C_out, n*L) (+)= Wk[k] (C_out, C) @ window_k (C, n*L)
+            gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, C_out, width, C, 1.0, w, C, window, ldx,
+                 1.0 if k else 0.0, d0, ldd)
 
 
 # OpenBLAS multiplies a product with M * N * K <= 100^3 by its "small-matrix" kernels,
 # which read the operands where they are, where larger products first copy ("pack") them
-# into blocks. dW's products per offset have (C_out x C) results and K = all the columns of
-# a chunk: packed, a shape BLAS runs slowly (16 -> 16, one core: 29-38 GFLOP/s), cut in
-# pieces of 3,906 columns that the small kernels take, 53-58 GFLOP/s (SkylakeX kernels,
-# OpenBLAS 0.3.31), and no column matrix to build. Two threads each running a 16 -> 16
-# backward of 64 images at once, as DataParallel's replicas do, best (median) ms: 14.0-15.7
-# (17.1-19.2) over the columns, 12.8-13.3 (15.1-15.8) in pieces. With 32 channels the
-# pieces would be 976 columns, too thin to pay. The forward's and dx's products in pieces
-# were faster on one core alone (16 -> 16 forward 5.1 -> 4.7 ms) and slower with two
-# threads at once (forward medians 7.0-7.5 -> 8.3 ms; fused ResNet-20 inference 107 -> 118
-# ms best): nine times as many calls, each taking the GIL back. So: dW by offsets where
-# the pieces have at least MIN_PIECE_COLUMNS columns, on the cores whose kernels were
-# measured; elsewhere over the built columns.
+# into blocks. Thin products, with few channels, run faster cut into pieces of columns
+# that the small kernels take. Cutting them into many calls costs GIL round trips with two
+# threads (the forward's and dx's products in pieces were faster on one core alone, 16 ->
+# 16 forward 5.1 -> 4.7 ms, and slower with two threads at once, fused ResNet-20
+# inference 107 -> 118 ms best), so the pieces of a product go to BLAS in one batched
+# np.matmul over a view (pieces, rows, columns) of the operands, one NumPy call: for dW
+# by offsets (_offset_dW) and for the chunks that build their columns (_product_in_pieces,
+# _product_over_pieces). Only on the cores whose kernels were measured (SkylakeX,
+# OpenBLAS 0.3.31, and its successors); elsewhere whole products, as before.
 SMALL_GEMM_MNK = 100 ** 3
-MIN_PIECE_COLUMNS = 3000
 SMALL_GEMM_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
 
-
 # The chunks that build their columns (few input channels: the stem) run their three
-# products, W2 @ cols, W2^T @ dout and dout @ cols^T, as one batched np.matmul over
-# pieces of the columns that the small kernels take (the rest of the columns as one more
-# product): one NumPy call each, so no GIL round trips per piece. One chunk of 16
-# examples, 32x32, one core, float32, whole -> pieces, ms: 3 -> 16 (pieces of 2,314
-# columns) forward 0.182 -> 0.148, W2^T @ dout 0.321 -> 0.128, dW 0.313 -> 0.208; 3 -> 32
-# (1,157) 0.429 -> 0.372, 0.468 -> 0.289, 0.485 -> 0.359; 1 -> 128 (868) 0.811 -> 0.630,
-# 1.039 -> 0.760, 1.557 -> 0.537; but 3 -> 64 (578) dW 0.927 -> 0.952 and 7 -> 32 (496)
-# forward 0.623 -> 0.638, dW 0.784 -> 1.181: thinner pieces do not pay. float64 alike.
-MIN_COLUMN_PIECE_COLUMNS = 800
+# products, W2 @ cols, W2^T @ dout and dout @ cols^T, in pieces of SMALL_GEMM_MNK // (M K)
+# columns (the rest of the columns as one more product). One chunk of 16 examples, 32x32,
+# one core, float32, whole -> pieces, ms: 3 -> 16 (pieces of 2,314 columns) forward 0.182
+# -> 0.148, W2^T @ dout 0.321 -> 0.128, dW 0.313 -> 0.208; 3 -> 32 (1,157) 0.429 -> 0.372,
+# 0.468 -> 0.289, 0.485 -> 0.359; 1 -> 128 (868) 0.811 -> 0.630, 1.039 -> 0.760, 1.557 ->
+# 0.537; but 3 -> 64 (578) dW 0.927 -> 0.952 and 7 -> 32 (496) forward 0.623 -> 0.638, dW
+# 0.784 -> 1.181: thinner pieces do not pay. float64 alike.
+MIN_PIECE_COLUMNS = 800
+
+# dW by offsets: dW_k = dout @ window_k^T, a (C_out x C) result for each offset summed
+# over all the columns of a chunk, read from the phase buffer (no column matrix), in
+# pieces of DW_PIECE_COLUMNS columns: a piece of dout and of its nine windows then stays
+# in the cache while the nine products read it. One chunk on one core, float32, ms,
+# columns built + one product -> by offsets in pieces of 128 / 256 / 500: 16 -> 16 (22
+# images) 2.44 -> 1.64 / 1.31-1.44 / 1.40; 32 -> 32 (40 images) 3.11 -> 1.87 / 1.79 /
+# 1.89; but 64 -> 64 (22 images) 0.98 -> 1.25 / 1.15 / 1.12. Whole backward at batch 128,
+# both cores, 30 alternating rounds, columns -> offsets, best (median) ms: 16 -> 16 15.42
+# (19.01) -> 11.41 (14.28), 32 -> 32 10.32 (13.01) -> 10.08 (12.15); with stride 2 (four
+# phases, four smaller batches of products) 16 -> 32 9.60 (11.03) -> 9.69 (11.94), 32 ->
+# 64 7.70 (8.89) -> 7.72 (11.68). So: by offsets for stride 1 and C_out * C up to
+# DW_BY_OFFSETS_WEIGHTS.
+DW_PIECE_COLUMNS = 256
+DW_BY_OFFSETS_WEIGHTS = 32 * 32
 
 
-def _piece_columns(C_out, C, minimum=None):
-    """Columns per piece of a product with a (C_out x C) left factor, or None: whole.
-    `minimum`: the thinnest piece that pays (MIN_PIECE_COLUMNS, the offset products')."""
+def _piece_columns(M, K):
+    """Columns per piece of a product of an (M x K) factor with columns that OpenBLAS's
+    small kernels take, at least MIN_PIECE_COLUMNS, or None: whole."""
     if _blas is None or not _blas.small_gemm:
         return None
-    columns = SMALL_GEMM_MNK // (C_out * C)
-    return columns if columns >= (MIN_PIECE_COLUMNS if minimum is None else minimum) else None
+    columns = SMALL_GEMM_MNK // (M * K)
+    return columns if columns >= MIN_PIECE_COLUMNS else None
 
 
 def _column_pieces(a, columns):
-    """a (rows, width) -> (its first count * columns columns as a (count, rows, columns)
-    view, piece i = a[:, i*columns:(i+1)*columns]; the rest of the columns)."""
-    count = a.shape[1] // columns
+    """a (..., rows, width) -> (its first count * columns columns as a view (..., count,
+    rows, columns), piece i = a[..., i*columns:(i+1)*columns]; the rest of the columns)."""
+    count = a.shape[-1] // columns
     split = count * columns
-    return a[:, :split].reshape(a.shape[0], count, columns).transpose(1, 0, 2), a[:, split:]
+    pieces = a[..., :split].reshape(*a.shape[:-1], count, columns)
+    return np.moveaxis(pieces, -2, -3), a[..., split:]
 
 
 def _product_in_pieces(left, right, out):
     """out (M, width) = left (M, K) @ right (K, width), in pieces of the columns where the
-    small kernels take them (see MIN_COLUMN_PIECE_COLUMNS), else as one product."""
-    columns = _piece_columns(*left.shape, minimum=MIN_COLUMN_PIECE_COLUMNS)
+    small kernels take them (see MIN_PIECE_COLUMNS), else as one product."""
+    columns = _piece_columns(*left.shape)
     if columns is None or right.shape[1] < 2 * columns:
         return np.matmul(left, right, out=out)
     (right_pieces, right_rest), (out_pieces, out_rest) = (_column_pieces(right, columns),
@@ -299,18 +304,42 @@ def _product_in_pieces(left, right, out):
 def _product_over_pieces(left, right):
     """left (M, width) @ right (K, width)^T, summed over pieces of the columns where the
     small kernels take them, else as one product (in the order BLAS runs ~1.8x faster)."""
-    columns = _piece_columns(left.shape[0], right.shape[0], minimum=MIN_COLUMN_PIECE_COLUMNS)
+    columns = _piece_columns(left.shape[0], right.shape[0])
     if columns is None or left.shape[1] < 2 * columns:
         return (right @ left.T).T
+    return _summed_over_pieces(left, right, columns)
+
+
+def _summed_over_pieces(left, right, columns):
+    """left (M, width) @ right (..., K, width)^T -> (..., M, K), as the sum of the pieces'
+    products (one batched np.matmul) and the rest's."""
     (left_pieces, left_rest), (right_pieces, right_rest) = (_column_pieces(left, columns),
                                                             _column_pieces(right, columns))
-    return np.matmul(left_pieces, right_pieces.transpose(0, 2, 1)).sum(0) + left_rest @ right_rest.T
+    return (np.matmul(left_pieces, np.swapaxes(right_pieces, -1, -2)).sum(axis=-3)
+            + np.matmul(left_rest, np.swapaxes(right_rest, -1, -2)))
 
 
 def _dW_by_offsets(g, C_out):
     """Whether backward's dW runs one product per offset from the phase buffer, in pieces
-    (no column matrix), rather than one product over the built columns."""
-    return _by_offsets(g) and _piece_columns(C_out, g.C) is not None
+    (no column matrix; see DW_BY_OFFSETS_WEIGHTS), rather than one over the built columns."""
+    return (_by_offsets(g) and g.S == 1 and _blas is not None and _blas.small_gemm
+            and C_out * g.C <= DW_BY_OFFSETS_WEIGHTS)
+
+
+def _offset_dW(dense, xq, g, n):
+    """dWk (kH*kW, C_out, C), dWk[k] = dense (C_out, n*L) @ window_k^T for every kernel
+    offset k = (i, j): the gradient of W[:, :, i, j], read from the phase buffer xq.
+
+    The offsets that read one phase form a grid, and their windows one view (see
+    _offset_windows); cut into pieces of DW_PIECE_COLUMNS columns, all the products of a
+    phase are one batched np.matmul, summed over the pieces (_summed_over_pieces).
+    """
+    C_out = dense.shape[0]
+    dWk = np.empty((g.kH, g.kW, C_out, g.C), dtype=dense.dtype)
+    for phase, a, b, rows, columns in g.offset_grids:
+        windows = _offset_windows(xq, phase, rows, columns, g, n).transpose(1, 2, 0, 3)
+        dWk[a::g.sH, b::g.sW] = _summed_over_pieces(dense, windows, DW_PIECE_COLUMNS)
+    return dWk.reshape(g.kH * g.kW, C_out, g.C)
 
 
 def _forward_chunk(x, out, W, g):
@@ -344,8 +373,7 @@ def _backward_chunk(x, dout, dx, W, g):
     dwide[..., g.W_out:] = 0                                         # wide columns: no gradient
     dwide = dwide.reshape(C_out, n * g.L)                            # (C_out, H_out*n*B)
     if _dW_by_offsets(g, C_out):    # dW_k = dout @ x_k^T, x_k read in the phase buffer
-        dWk = np.empty((g.kH * g.kW, C_out, g.C), dtype=dx.dtype)   # dWk[k] = dW[:, :, i, j]
-        _offset_products(dWk, _phase_buffer(x, g, dx.dtype), dwide, g, n, "dW")
+        dWk = _offset_dW(dwide, _phase_buffer(x, g, dx.dtype), g, n)  # dWk[k] = dW[:, :, i, j]
         dW2 = dWk.transpose(1, 2, 0).reshape(C_out, g.K)            # (C_out, C*kH*kW)
     else:
         cols = _columns(x, g, dx.dtype)                              # (C*kH*kW, H_out*n*B)
