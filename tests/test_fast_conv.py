@@ -401,3 +401,18 @@ def test_cores_chosen_only_when_the_shares_take_every_allowed_core(monkeypatch):
 
 def test_on_core_none_runs_where_the_thread_is():
     assert fast._on_core(None, lambda a, b: a + b, 2, 3) == 5
+
+
+@can_place
+def test_a_core_the_system_refuses_runs_the_share_where_it_is(monkeypatch):
+    import os
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
+
+    def refuse(pid, cores):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert fast._share(lambda item: item * 2, [0, 1, 2, 3], 2) == [0, 4, 2, 6]
+    monkeypatch.undo()
+    assert os.sched_getaffinity(0) == allowed

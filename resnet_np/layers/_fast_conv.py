@@ -582,12 +582,15 @@ def _cores_for(workers):
 
 
 def _on_core(core, fn, *args):
-    """fn(*args) with the calling thread held on `core` (None: wherever it runs), and its
-    set of allowed cores restored after."""
+    """fn(*args) with the calling thread held on `core` (None, or a core the system
+    refuses: wherever it runs), and its set of allowed cores restored after."""
     if core is None:
         return fn(*args)
     allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {core})
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError:                     # the core went away since _cores_for looked
+        return fn(*args)
     try:
         return fn(*args)
     finally:
