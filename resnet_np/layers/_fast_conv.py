@@ -312,11 +312,15 @@ def _product_over_pieces(left, right):
 
 def _summed_over_pieces(left, right, columns):
     """left (M, width) @ right (..., K, width)^T -> (..., M, K), as the sum of the pieces'
-    products (one batched np.matmul) and the rest's."""
+    products (one batched np.matmul, into a reused buffer: a fresh one of a MB or two
+    would be page-faulted in at every chunk) and the rest's."""
     (left_pieces, left_rest), (right_pieces, right_rest) = (_column_pieces(left, columns),
                                                             _column_pieces(right, columns))
-    return (np.matmul(left_pieces, np.swapaxes(right_pieces, -1, -2)).sum(axis=-3)
-            + np.matmul(left_rest, np.swapaxes(right_rest, -1, -2)))
+    right_pieces = np.swapaxes(right_pieces, -1, -2)                 # (..., count, piece, K)
+    products = _scratch("pieces", right_pieces.shape[:-2] + (left.shape[0], right.shape[-2]),
+                        np.result_type(left, right))                 # (..., count, M, K)
+    np.matmul(left_pieces, right_pieces, out=products)
+    return products.sum(axis=-3) + np.matmul(left_rest, np.swapaxes(right_rest, -1, -2))
 
 
 def _dW_by_offsets(g, C_out):
