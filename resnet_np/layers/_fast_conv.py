@@ -62,7 +62,8 @@ from .columns import output_size
 #    products. Each thread takes its share of the chunks in one task (the calling thread
 #    is one of them): a hand-off between threads, and each NumPy call while the other
 #    thread holds the GIL, costs several microseconds, so fewer tasks and fewer, larger
-#    NumPy calls per chunk pay.
+#    NumPy calls per chunk pay. While a share runs, its thread is held on a core of its
+#    own (see _cores_for): left to itself, Linux sometimes runs both on one core.
 #
 # Backward rebuilds each chunk's columns from the cached input instead of keeping the
 # 75 MB matrix alive between forward and backward: a cheap, in-cache copy.
