@@ -60,7 +60,7 @@ def test_fast_path_matches_im2col(rng, monkeypatch, route, C_out, chunk_bytes, s
     W2 = rng.standard_normal((C_out, shape[1] * kernel[0] * kernel[1]))
     out = fast.conv_forward(x, W2, kernel, stride, padding)
     dout = rng.standard_normal(out.shape)
-    for name in ("dphases", "phases", "dwide"):      # scratch holds garbage: none may leak
+    for name in ("dphases", "phases", "dwide", "pieces", "cols"):   # garbage: none may leak
         fast._scratch(name, (1 << 16,), x.dtype)[...] = np.nan
     dx, dW2 = fast.conv_backward(x, dout, W2, kernel, stride, padding)
     ref_out, ref_dx, ref_dW2 = reference_conv(x, W2, kernel, stride, padding, dout)
