@@ -271,10 +271,15 @@ DW_PIECE_COLUMNS = 256
 DW_BY_OFFSETS_WEIGHTS = 32 * 32
 
 
+def _small_kernels():
+    """Whether NumPy's OpenBLAS was found and its small-matrix kernels were measured."""
+    return _blas is not None and _blas.small_gemm
+
+
 def _piece_columns(M, K):
     """Columns per piece of a product of an (M x K) factor with columns that OpenBLAS's
     small kernels take, at least MIN_PIECE_COLUMNS, or None: whole."""
-    if _blas is None or not _blas.small_gemm:
+    if not _small_kernels():
         return None
     columns = SMALL_GEMM_MNK // (M * K)
     return columns if columns >= MIN_PIECE_COLUMNS else None
@@ -327,7 +332,7 @@ def _summed_over_pieces(left, right, columns):
 def _dW_by_offsets(g, C_out):
     """Whether backward's dW runs one product per offset from the phase buffer, in pieces
     (no column matrix; see DW_BY_OFFSETS_WEIGHTS), rather than one over the built columns."""
-    return (_by_offsets(g) and g.S == 1 and _blas is not None and _blas.small_gemm
+    return (_by_offsets(g) and g.S == 1 and _small_kernels()
             and C_out * g.C <= DW_BY_OFFSETS_WEIGHTS)
 
 
