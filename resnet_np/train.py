@@ -11,8 +11,8 @@ With parallel=True (the default) forward and backward run as DataParallel(model)
 them (resnet_np.parallel), in fit and in evaluate and predict: the same numbers, the
 batch cut in one part per core, a replica of the model on each (the first is the model,
 whose layers then keep the caches of the first part); batches too small to pay for the
-threads, and networks without a convolution, run on the model itself. Trainer(..., parallel=False) runs
-model.forward and model.backward on the whole batch.
+threads, and networks without a convolution, run on the model itself.
+Trainer(..., parallel=False) runs model.forward and model.backward on the whole batch.
 
 The trainer also sets train()/eval() itself, shuffles with its own rng, applies
 the learning-rate schedule before every step, stops on a non-finite loss and,
@@ -166,10 +166,9 @@ class Trainer:
     parallel : bool, default True: training steps, evaluate and predict run on one
         replica of the model per core (DataParallel; the same numbers, faster on several
         cores; small batches and dense networks run on the model itself). The model's
-        layers then keep the
-        caches of the first part of each batch only; False runs model.forward and
-        model.backward on the whole batch, for a callback that reads the blocks'
-        intermediates() and gradients()
+        layers then keep the caches of the first part of each batch only; False runs
+        model.forward and model.backward on the whole batch, for a callback that reads
+        the blocks' intermediates() and gradients()
 
     Attributes
     ----------
