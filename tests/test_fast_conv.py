@@ -351,7 +351,7 @@ def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back(monkeypatc
     assert masks[0] == masks[2] and masks[1] == masks[3]           # share 0: items 0, 2
     assert masks[0] != masks[1]                                    # the two shares: two cores
     assert os.sched_getaffinity(0) == allowed                      # the caller's mask is back
-    worker_mask = fast._pool().submit(os.sched_getaffinity, 0).result()
+    worker_mask = fast._pool(1)[0].submit(os.sched_getaffinity, 0).result()
     assert worker_mask == allowed                                  # and the workers'
 
 
@@ -399,8 +399,28 @@ def test_cores_chosen_only_when_the_shares_take_every_allowed_core(monkeypatch):
     assert fast._cores_for(2) == [None, None]
 
 
-def test_on_core_none_runs_where_the_thread_is():
-    assert fast._on_core(None, lambda a, b: a + b, 2, 3) == 5
+def test_a_thread_not_held_runs_where_it_is():
+    assert fast._hold(0, None) is None
+    assert fast._then_release(None, lambda a, b: a + b, 2, 3) == 5
+
+
+@can_place
+def test_each_worker_is_held_on_its_core_before_it_is_woken(monkeypatch):
+    import os
+    allowed = os.sched_getaffinity(0)
+    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
+    submitted = fast._Worker.submit
+    masks = []
+
+    def submit(worker, fn, *args):      # the worker's mask as its share is handed over
+        masks.append(os.sched_getaffinity(worker.thread.native_id))
+        return submitted(worker, fn, *args)
+
+    monkeypatch.setattr(fast._Worker, "submit", submit)
+    fast._share(lambda item: item, [0, 1], 2)
+    assert masks == [{_first_cores(2, allowed)[1]}]
+    monkeypatch.undo()
+    assert fast._pool(1)[0].submit(os.sched_getaffinity, 0).result() == allowed
 
 
 @can_place

@@ -14,8 +14,9 @@ import ctypes
 import glob
 import math
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -552,10 +553,13 @@ def _share(task, items, workers):
 
     shares = [items[w::workers] for w in range(workers)]
     cores = _cores_for(workers)         # the caller's core, then one other per worker
-    futures = [_pool().submit(_on_core, core, run_share, share)
-               for core, share in zip(cores[1:], shares[1:])]
+    futures = []
+    for worker, core, share in zip(_pool(workers - 1), cores[1:], shares[1:]):
+        held = _hold(worker.thread.native_id, core)     # before it wakes: see below
+        futures.append(worker.submit(_then_release, worker.home if held else None,
+                                     run_share, share))
     try:
-        results = _on_core(cores[0], run_share, shares[0])
+        results = _then_release(_hold(0, cores[0]), run_share, shares[0])
     finally:
         wait(futures)                   # no worker may still write when this returns
     for future in futures:
@@ -571,6 +575,11 @@ def _share(task, items, workers):
 # at each chunk), which then took 17-23 ms instead of 11-14; with no PyTorch, in 2 of 15.
 # So each share holds its thread on one core of its own while it runs: the caller on the
 # core it is on, each worker on another; the threads' own sets of cores come back after.
+# A worker is held before it is woken: held only once it ran, it was often woken on the
+# caller's core, busy with share 0, and waited there for its turn, one time slice, before
+# it could move. Seen in most forward passes of a 64 -> 64 convolution (batch 128) after
+# 20 ms idle: the worker's share started 2.8 ms after the call (median of 30; 0.3 ms when
+# held first), and the pass took 7.6 ms instead of 4.9.
 # Only when the shares take every core the process may use (as the pool does on up to 8
 # cores): with cores to spare, two processes would hold their workers on the same few.
 _libc = ctypes.CDLL(None) if os.name == "posix" else None
@@ -591,20 +600,28 @@ def _cores_for(workers):
     return [here] + sorted(allowed - {here})
 
 
-def _on_core(core, fn, *args):
-    """fn(*args) with the calling thread held on `core` (None, or a core the system
-    refuses: wherever it runs), and its set of allowed cores restored after."""
+def _hold(thread, core):
+    """Hold a thread (its native id; 0: the calling thread) on `core`. Return the set of
+    cores it was allowed before, or None where it was not held (no core chosen, or one
+    the system refuses)."""
     if core is None:
-        return fn(*args)
-    allowed = os.sched_getaffinity(0)
+        return None
+    allowed = os.sched_getaffinity(thread)
     try:
-        os.sched_setaffinity(0, {core})
+        os.sched_setaffinity(thread, {core})
     except OSError:                     # the core went away since _cores_for looked
-        return fn(*args)
+        return None
+    return allowed
+
+
+def _then_release(allowed, fn, *args):
+    """fn(*args), then the calling thread allowed the cores `allowed` again (None: it
+    was not held)."""
     try:
         return fn(*args)
     finally:
-        os.sched_setaffinity(0, allowed)
+        if allowed is not None:
+            os.sched_setaffinity(0, allowed)
 
 
 def batch_slices(N):
@@ -794,7 +811,7 @@ if _blas is not None:
 
 
 # -- threads: a pool of one worker per core, and OpenBLAS held to one thread meanwhile ---
-_executor, _executor_pid = None, None
+_workers, _workers_pid = [], None
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -803,11 +820,39 @@ def _pool_size():
     return max(1, min(_CORES or 1, 8))
 
 
-def _pool():
-    """The thread pool, created on first use and again in a forked child (which
-    inherits the pool object but not its threads)."""
-    global _executor, _executor_pid
-    if _executor is None or _executor_pid != os.getpid():
-        _executor = ThreadPoolExecutor(max_workers=_pool_size(), thread_name_prefix="conv")
-        _executor_pid = os.getpid()
-    return _executor
+class _Worker:
+    """A thread of the pool, running the tasks put on its own queue one after another.
+    Its own queue, not one the pool shares, so that _share knows which thread a share
+    wakes, and can hold that thread on a core first. home: the cores it may run on."""
+
+    def __init__(self, name):
+        self.tasks = queue.SimpleQueue()
+        self.home = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, fn, *args):
+        """A Future of fn(*args), run after the tasks submitted before it."""
+        future = Future()
+        self.tasks.put((future, fn, args))
+        return future
+
+    def _serve(self):
+        while True:
+            future, fn, args = self.tasks.get()
+            try:
+                future.set_result(fn(*args))
+            except BaseException as error:      # raised again by future.result()
+                future.set_exception(error)
+
+
+def _pool(count):
+    """The pool's first `count` workers (for shares beside the calling thread's: one per
+    core but one), created on first use and again in a forked child (which inherits the
+    list but not the threads)."""
+    global _workers, _workers_pid
+    if _workers_pid != os.getpid():
+        _workers, _workers_pid = [], os.getpid()
+    while len(_workers) < count:
+        _workers.append(_Worker(f"conv_{len(_workers)}"))
+    return _workers[:count]
