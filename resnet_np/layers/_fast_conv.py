@@ -556,7 +556,7 @@ def _share(task, items, workers):
     futures = []
     for worker, core, share in zip(_pool(workers - 1), cores[1:], shares[1:]):
         held = _hold(worker.thread.native_id, core)     # before it wakes: see below
-        futures.append(worker.submit(_then_release, worker.home if held else None,
+        futures.append(worker.submit(_then_release, None if held is None else worker.home,
                                      run_share, share))
     try:
         results = _then_release(_hold(0, cores[0]), run_share, shares[0])
@@ -606,8 +606,8 @@ def _hold(thread, core):
     the system refuses)."""
     if core is None:
         return None
-    allowed = os.sched_getaffinity(thread)
     try:
+        allowed = os.sched_getaffinity(thread)
         os.sched_setaffinity(thread, {core})
     except OSError:                     # the core went away since _cores_for looked
         return None
