@@ -362,19 +362,21 @@ def _first_cores(workers, allowed):
 
 
 @can_place
-def test_the_callers_mask_comes_back_when_a_share_fails(monkeypatch):
+@pytest.mark.parametrize("failing", [0, 1])          # the caller's share, the worker's
+def test_the_masks_come_back_when_a_share_fails(monkeypatch, failing):
     import os
     allowed = os.sched_getaffinity(0)
     monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
 
     def task(item):
-        if item == 0:
+        if item == failing:
             raise ValueError("planted")
         return item
 
     with pytest.raises(ValueError, match="planted"):
         fast._share(task, [0, 1], 2)
     assert os.sched_getaffinity(0) == allowed
+    assert fast._pool(1)[0].submit(os.sched_getaffinity, 0).result() == allowed
 
 
 @can_place

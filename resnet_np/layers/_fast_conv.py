@@ -578,8 +578,8 @@ def _share(task, items, workers):
 # A worker is held before it is woken: held only once it ran, it was often woken on the
 # caller's core, busy with share 0, and waited there for its turn, one time slice, before
 # it could move. Seen in most forward passes of a 64 -> 64 convolution (batch 128) after
-# 20 ms idle: the worker's share started 2.8 ms after the call (median of 30; 0.3 ms when
-# held first), and the pass took 7.6 ms instead of 4.9.
+# 20 ms idle: the worker's share started 2.8-2.9 ms after the call (median of 40; 0.4 ms
+# when held first), and the pass took 7.3 ms (median) instead of 4.8-5.5.
 # Only when the shares take every core the process may use (as the pool does on up to 8
 # cores): with cores to spare, two processes would hold their workers on the same few.
 _libc = ctypes.CDLL(None) if os.name == "posix" else None
