@@ -1,6 +1,7 @@
 """resnet_np.layers._fast_conv: the fast path of Conv2d (shifted columns, chunks,
 threads) gives the numbers of the readable reference, im2col/col2im on the whole batch."""
 import ctypes
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -296,7 +297,7 @@ def test_fast_path_accepts_non_contiguous_and_float16_input(rng, monkeypatch):
                                                        W2, (3, 3), (1, 1), (1, 1)))
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_thread_pool_works_in_a_forked_child(rng, monkeypatch):
     """A forked child inherits the pool object but not its threads: it must make its own."""
     import multiprocessing
@@ -335,39 +336,44 @@ def test_chunk_size_falls_back_without_sysfs(tmp_path, monkeypatch):
 
 # -- where the shares run ----------------------------------------------------------------
 can_place = pytest.mark.skipif(
-    fast._sched_getcpu is None or not hasattr(__import__("os"), "sched_setaffinity")
-    or len(__import__("os").sched_getaffinity(0)) < 2,
+    fast._sched_getcpu is None or not hasattr(os, "sched_setaffinity")
+    or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux's sched_getcpu/sched_setaffinity and two allowed cores")
 
 
+@pytest.fixture
+def allowed(monkeypatch):
+    """This thread's allowed cores, with _cores_for choosing the first of them, one per
+    share (what it chooses when the shares take every allowed core, here on any machine)."""
+    cores = os.sched_getaffinity(0)
+    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, cores))
+    return cores
+
+
+def _first_cores(workers, allowed):
+    """The first `workers` allowed cores, one per share."""
+    return sorted(allowed)[:workers]
+
+
+def _worker_mask():
+    """The allowed cores of the pool's first worker, read in that thread."""
+    return fast._pool(1)[0].submit(os.sched_getaffinity, 0).result()
+
+
 @can_place
-def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back(monkeypatch):
-    import os
-    allowed = os.sched_getaffinity(0)
-    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
+def test_each_share_runs_on_a_core_of_its_own_and_the_masks_come_back(allowed):
     seen = fast._share(lambda item: (item, os.sched_getaffinity(0)), [0, 1, 2, 3], 2)
     masks = dict(seen)
     assert all(len(mask) == 1 and mask <= allowed for mask in masks.values())
     assert masks[0] == masks[2] and masks[1] == masks[3]           # share 0: items 0, 2
     assert masks[0] != masks[1]                                    # the two shares: two cores
     assert os.sched_getaffinity(0) == allowed                      # the caller's mask is back
-    worker_mask = fast._pool(1)[0].submit(os.sched_getaffinity, 0).result()
-    assert worker_mask == allowed                                  # and the workers'
-
-
-def _first_cores(workers, allowed):
-    """The first `workers` allowed cores, one per share: what _cores_for chooses when the
-    shares take every allowed core, here on any machine."""
-    return sorted(allowed)[:workers]
+    assert _worker_mask() == allowed                               # and the workers'
 
 
 @can_place
 @pytest.mark.parametrize("failing", [0, 1])          # the caller's share, the worker's
-def test_the_masks_come_back_when_a_share_fails(monkeypatch, failing):
-    import os
-    allowed = os.sched_getaffinity(0)
-    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
-
+def test_the_masks_come_back_when_a_share_fails(allowed, failing):
     def task(item):
         if item == failing:
             raise ValueError("planted")
@@ -376,12 +382,11 @@ def test_the_masks_come_back_when_a_share_fails(monkeypatch, failing):
     with pytest.raises(ValueError, match="planted"):
         fast._share(task, [0, 1], 2)
     assert os.sched_getaffinity(0) == allowed
-    assert fast._pool(1)[0].submit(os.sched_getaffinity, 0).result() == allowed
+    assert _worker_mask() == allowed
 
 
 @can_place
 def test_cores_chosen_only_when_the_shares_take_every_allowed_core(monkeypatch):
-    import os
     allowed = os.sched_getaffinity(0)
     cores = fast._cores_for(len(allowed))
     assert None not in cores and set(cores) == allowed                  # one core per share
@@ -407,10 +412,7 @@ def test_a_thread_not_held_runs_where_it_is():
 
 
 @can_place
-def test_each_worker_is_held_on_its_core_before_it_is_woken(monkeypatch):
-    import os
-    allowed = os.sched_getaffinity(0)
-    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
+def test_each_worker_is_held_on_its_core_before_it_is_woken(allowed, monkeypatch):
     submitted = fast._Worker.submit
     masks = []
 
@@ -422,15 +424,11 @@ def test_each_worker_is_held_on_its_core_before_it_is_woken(monkeypatch):
     fast._share(lambda item: item, [0, 1], 2)
     assert masks == [{_first_cores(2, allowed)[1]}]
     monkeypatch.undo()
-    assert fast._pool(1)[0].submit(os.sched_getaffinity, 0).result() == allowed
+    assert _worker_mask() == allowed
 
 
 @can_place
-def test_a_core_the_system_refuses_runs_the_share_where_it_is(monkeypatch):
-    import os
-    allowed = os.sched_getaffinity(0)
-    monkeypatch.setattr(fast, "_cores_for", lambda workers: _first_cores(workers, allowed))
-
+def test_a_core_the_system_refuses_runs_the_share_where_it_is(allowed, monkeypatch):
     def refuse(pid, cores):
         raise OSError(22, "Invalid argument")
 
