@@ -17,7 +17,14 @@ This script measures, on the machine it runs on:
 5. the same step as Trainer.fit runs it, on one replica of the model per core
    (resnet_np.DataParallel): per replica, each kind of layer's wall time and its thread's
    CPU time (time.thread_time, which leaves out waiting: for BatchNorm, the difference is
-   mostly the wait for the other replica's sums).
+   mostly the wait for the other replica's sums);
+6. what the second core buys: a training step on half the batch on one core alone, two
+   such steps at once in two processes (one core each), and DataParallel on the whole
+   batch (one thread per core, in one process). Two processes do twice the work of one if
+   the cores do not slow each other; what DataParallel falls short of that is what its
+   threads cost: the GIL, and the replicas waiting for each other at BatchNorm. Each runs
+   in a fresh process (this script again, with --time-steps), held on its cores before
+   NumPy starts; Linux only (elsewhere the three are None).
 
 The roofline: a kernel that does F flops while moving B bytes cannot run faster than
 min(peak GFLOP/s, F / B * bandwidth). F / B is its arithmetic intensity; below the ridge
@@ -38,6 +45,7 @@ import argparse
 import collections
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -57,7 +65,9 @@ REQUIRED_KEYS = ["machine.cores", "machine.l2_bytes", "gemm_gflops.one_core",
                  "gemm_gflops.all_cores", "bandwidth_gb_s.copy", "bandwidth_gb_s.add",
                  "bandwidth_gb_s.copy_activation",
                  "ridge_flop_per_byte", "convs", "elementwise.gflops", "profile.step_ms", "profile.rows",
-                 "replicas.step_ms", "replicas.count", "replicas.rows"]
+                 "replicas.step_ms", "replicas.count", "replicas.rows",
+                 "cores.images", "cores.alone_ms", "cores.side_by_side_ms",
+                 "cores.dataparallel_ms"]
 
 
 def parse_args(argv=None):
@@ -66,6 +76,13 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join("runs", "07_where_the_time_goes"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=128, help="batch of the conv and profile runs")
+    p.add_argument("--time-steps", type=int, metavar="IMAGES",
+                   help="only time training steps on IMAGES images and print their best and "
+                        "median ms as JSON (section 6 runs this in its own processes)")
+    p.add_argument("--repeat", type=int, default=10, help="timed steps, with --time-steps")
+    p.add_argument("--wait", action="store_true",
+                   help="with --time-steps: print 'ready' after the warm-up step, then wait "
+                        "for a line on standard input before timing")
     args, _ = p.parse_known_args(argv)     # tolerate a notebook kernel's own arguments
     return args
 
@@ -239,6 +256,71 @@ def profile_replicas(batch, repeat):
     return 1e3 * total, replicas, rows
 
 
+# %% 6. What the second core buys
+def time_steps(images, repeat, wait=False):
+    """{"best", "median"} ms of `repeat` training steps of ResNet-20 on `images` CIFAR-sized
+    images, as Trainer.fit runs them (DataParallel: on one core, the model itself), after
+    one warm-up step and, with wait, a "ready" line out and a line in (the go)."""
+    rng = np.random.default_rng(0)
+    model = rn.resnet_cifar(20, rng=0)
+    runner = rn.DataParallel(model)
+    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
+    x = rng.standard_normal((images, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, images)
+
+    def step():
+        loss.forward(runner.forward(x), y)
+        runner.backward(loss.backward())
+        sgd.step()
+
+    step()
+    if wait:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(1e3 * (time.perf_counter() - start))
+    return {"best": min(times), "median": float(np.median(times))}
+
+
+def steps_in_processes(images, repeat, core_sets):
+    """time_steps(images, repeat) in one fresh process per set of cores in core_sets, timed
+    at the same time (each waits, warmed up, for the go), each process held on its cores
+    from its start: resnet_np there sees only those."""
+    command = [sys.executable, os.path.abspath(__file__), "--time-steps", str(images),
+               "--repeat", str(repeat), "--wait"]
+    children = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True,
+                                 preexec_fn=lambda cores=cores: os.sched_setaffinity(0, cores))
+                for cores in core_sets]
+    for child in children:
+        child.stdout.readline()                  # "ready" (or "" if it failed)
+    outputs = [child.communicate("go\n")[0] for child in children]
+    for child in children:
+        if child.returncode:
+            raise RuntimeError(f"a timing process failed (exit code {child.returncode})")
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+
+
+def second_core(batch, repeat):
+    """Section 6: {"images", "alone_ms", "side_by_side_ms", "dataparallel_ms"}, the steps
+    on batch // 2 images per core; None where cores cannot be chosen (not Linux) or there
+    is only one."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    half = max(1, batch // 2)
+    if len(cores) < 2:
+        return {"images": half, "alone_ms": None, "side_by_side_ms": None,
+                "dataparallel_ms": None}
+    first, second = {cores[0]}, {cores[1]}
+    alone, = steps_in_processes(half, repeat, [first])
+    side_by_side = steps_in_processes(half, repeat, [first, second])
+    dataparallel, = steps_in_processes(2 * half, repeat, [first | second])
+    return {"images": half, "alone_ms": alone, "side_by_side_ms": side_by_side,
+            "dataparallel_ms": dataparallel}
+
+
 # %% Figures
 def plot_roofline(results, path):
     import matplotlib.pyplot as plt
@@ -291,6 +373,9 @@ def plot_profile(results, path):
 if __name__ == "__main__":
     args = parse_args()
     prefer_small_pages()        # as `python -m resnet_np train` and `bench` do (docs/performance.md)
+    if args.time_steps:         # one of section 6's processes
+        print(json.dumps(time_steps(args.time_steps, args.repeat, args.wait)))
+        sys.exit()
     os.makedirs(args.out, exist_ok=True)
     batch = 4 if args.quick else args.batch
     repeat = 2 if args.quick else 10
@@ -313,6 +398,7 @@ if __name__ == "__main__":
     results["profile"] = {"step_ms": step_ms, "rows": rows}
     replica_ms, replicas, replica_rows = profile_replicas(batch, 2 if args.quick else 5)
     results["replicas"] = {"step_ms": replica_ms, "count": replicas, "rows": replica_rows}
+    results["cores"] = second_core(batch, 2 if args.quick else 10)
 
     print(f"GEMM float32: {results['gemm_gflops']['one_core']:.0f} GFLOP/s on 1 core, "
           f"{results['gemm_gflops']['all_cores']:.0f} on {cores}")
@@ -338,6 +424,26 @@ if __name__ == "__main__":
     for r in replica_rows:
         print(f"{r['layer']:<20} {r['pass']:<9}" + "".join(
             f"{w:>9.1f} ({c:>5.1f})" for w, c in zip(r["wall_ms"], r["cpu_ms"])))
+
+    c = results["cores"]
+    if c["alone_ms"] is None:
+        print("\nWhat the second core buys: not measured (it needs two cores, and Linux)")
+    else:
+        def ms(t):
+            return f"{t['best']:.1f} ({t['median']:.1f})"
+
+        alone = c["alone_ms"]["best"]
+        print(f"\nWhat the second core buys: training steps on {c['images']} images per core, "
+              "best (median) ms")
+        slowest = max(t["best"] for t in c["side_by_side_ms"])
+        print(f"  {'one core alone':<40} {ms(c['alone_ms'])}")
+        print(f"  {'two processes at once, a core each':<40} "
+              f"{', '.join(ms(t) for t in c['side_by_side_ms'])}: "
+              f"{2 * alone / slowest:.2f}x the work of one core")
+        label = f"DataParallel, {2 * c['images']} images, both cores"
+        print(f"  {label:<40} {ms(c['dataparallel_ms'])}: "
+              f"{2 * alone / c['dataparallel_ms']['best']:.2f}x")
+        print("  What DataParallel falls short of the two processes is what its threads cost.")
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)

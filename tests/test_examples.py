@@ -203,6 +203,19 @@ def invariants_05(results):
             results["identity_path_report"].items()} == {"plain": False, "post": False, "pre": False}
 
 
+def invariants_07(results):
+    """Section 6 (what the second core buys): one timing alone, one per process side by side,
+    one for DataParallel on twice the images; or all None where cores cannot be chosen."""
+    cores = results["cores"]
+    timings = [cores["alone_ms"], cores["dataparallel_ms"]]
+    if cores["alone_ms"] is None:
+        assert timings == [None, None] and cores["side_by_side_ms"] is None
+        return
+    assert len(cores["side_by_side_ms"]) == 2                  # one process per core
+    for t in timings + cores["side_by_side_ms"]:
+        assert 0 < t["best"] <= t["median"]
+
+
 def invariants_08(results):
     """Winograd F(2x2, 3x3) gives im2col's numbers; 4 instead of 9 multiplications per pixel
     and channel pair. (Its timings are printed, never asserted: the machine is shared.)"""
@@ -216,4 +229,4 @@ def invariants_08(results):
 
 
 INVARIANTS = {"01": invariants_01, "02": invariants_02, "03": invariants_03, "04": invariants_04,
-              "05": invariants_05, "08": invariants_08}
+              "05": invariants_05, "07": invariants_07, "08": invariants_08}
