@@ -198,6 +198,23 @@ def profile_step(batch, repeat):
 
 
 # %% 5. The same step on one replica per core, as Trainer.fit runs it
+def trainer_step(batch):
+    """(model, step): ResNet-20 and step(), one training step on `batch` random CIFAR-sized
+    images as Trainer.fit runs it (DataParallel, SGD with momentum 0.9)."""
+    rng = np.random.default_rng(0)
+    model = rn.resnet_cifar(20, rng=0)
+    runner = rn.DataParallel(model)
+    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+
+    def step():
+        loss.forward(runner.forward(x), y)
+        runner.backward(loss.backward())
+        sgd.step()
+    return model, step
+
+
 def profile_replicas(batch, repeat):
     """(step ms, replicas, rows) of DataParallel training steps, the best of `repeat`:
     per (layer kind, pass), each replica's wall ms and CPU ms (its thread's own time).
@@ -206,12 +223,7 @@ def profile_replicas(batch, repeat):
     layer classes' forward and backward (every instance, copies included) for the length
     of the run, and tells the replicas apart by the thread that calls: the calling thread
     runs replica 0 (the model itself)."""
-    rng = np.random.default_rng(0)
-    model = rn.resnet_cifar(20, rng=0)
-    runner = rn.DataParallel(model)
-    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
+    model, step = trainer_step(batch)
     spent = collections.Counter()                # (kind, pass, replica, "wall"/"cpu") -> s
     replica_of = {threading.get_ident(): 0}      # thread -> replica, in order of first call
 
@@ -232,12 +244,6 @@ def profile_replicas(batch, repeat):
              for name in ("forward", "backward")}
     for cls, name in saved:
         setattr(cls, name, timed(cls, name))
-
-    def step():
-        loss.forward(runner.forward(x), y)
-        runner.backward(loss.backward())
-        sgd.step()
-
     try:
         total, spent_best = best_step(step, spent, repeat)      # the warm-up makes the replicas
     finally:                                     # the classes as they were
@@ -261,18 +267,7 @@ def time_steps(images, repeat, wait=False):
     """{"best", "median"} ms of `repeat` training steps of ResNet-20 on `images` CIFAR-sized
     images, as Trainer.fit runs them (DataParallel: on one core, the model itself), after
     one warm-up step and, with wait, a "ready" line out and a line in (the go)."""
-    rng = np.random.default_rng(0)
-    model = rn.resnet_cifar(20, rng=0)
-    runner = rn.DataParallel(model)
-    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
-    x = rng.standard_normal((images, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, images)
-
-    def step():
-        loss.forward(runner.forward(x), y)
-        runner.backward(loss.backward())
-        sgd.step()
-
+    _, step = trainer_step(images)
     step()
     if wait:
         print("ready", flush=True)
