@@ -282,14 +282,18 @@ def time_steps(images, repeat, wait=False):
 
 def steps_in_processes(images, repeat, core_sets):
     """time_steps(images, repeat) in one fresh process per set of cores in core_sets, timed
-    at the same time (each waits, warmed up, for the go), each process held on its cores
-    from its start: resnet_np there sees only those."""
-    command = [sys.executable, os.path.abspath(__file__), "--time-steps", str(images),
-               "--repeat", str(repeat), "--wait"]
-    children = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True,
-                                 preexec_fn=lambda cores=cores: os.sched_setaffinity(0, cores))
-                for cores in core_sets]
+    at the same time (each waits, warmed up, for the go). Each process holds itself on its
+    cores before it runs this script, so resnet_np there sees only those."""
+    argv = [os.path.abspath(__file__), "--time-steps", str(images), "--repeat", str(repeat),
+            "--wait"]
+
+    def command(cores):
+        return [sys.executable, "-c", "import os, runpy, sys; "
+                f"os.sched_setaffinity(0, {sorted(cores)}); sys.argv = {argv!r}; "
+                "runpy.run_path(sys.argv[0], run_name='__main__')"]
+
+    children = [subprocess.Popen(command(cores), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for cores in core_sets]
     for child in children:
         child.stdout.readline()                  # "ready" (or "" if it failed)
     outputs = [child.communicate("go\n")[0] for child in children]
