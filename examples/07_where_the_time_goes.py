@@ -21,8 +21,9 @@ This script measures, on the machine it runs on:
 6. what the second core buys: a training step on half the batch on one core alone, two
    such steps at once in two processes (one core each), and DataParallel on the whole
    batch (one thread per core, in one process). Two processes do twice the work of one if
-   the cores do not slow each other; what DataParallel falls short of that is what its
-   threads cost: the GIL, and the replicas waiting for each other at BatchNorm. Each runs
+   the cores do not slow each other; DataParallel falls short of that by the GIL its
+   threads share and by the replicas waiting for each other at BatchNorm's meetings (which
+   two processes that met would wait at too: docs/performance.md). Each runs
    in a fresh process (this script again, with --time-steps), held on its cores before
    NumPy starts; Linux only (elsewhere the three are None).
 
@@ -442,7 +443,8 @@ if __name__ == "__main__":
         label = f"DataParallel, {2 * c['images']} images, both cores"
         print(f"  {label:<40} {ms(c['dataparallel_ms'])}: "
               f"{2 * alone / c['dataparallel_ms']['best']:.2f}x")
-        print("  What DataParallel falls short of the two processes is what its threads cost.")
+        print("  DataParallel falls short of the two processes by the GIL its threads share and "
+              "by the waits at BatchNorm's meetings.")
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
