@@ -58,7 +58,7 @@ try:
 except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
-from resnet_np.bench import CONV_SHAPES, best_ms
+from resnet_np.bench import CONV_SHAPES, best_ms, best_step, layer_profile
 from resnet_np._pages import prefer_small_pages
 from resnet_np.layers import _fast_conv
 
@@ -145,57 +145,16 @@ def elementwise_point(batch, repeat):
 
 
 # %% 4. One training step, layer by layer
-def best_step(step, spent, repeat):
-    """(seconds, what the timers put in `spent`) of the fastest of `repeat` calls of step(),
-    after one warm-up call; `spent` is the Counter the layers' timers add to."""
-    step()
-    best = None
-    for _ in range(repeat):
-        spent.clear()
-        start = time.perf_counter()
-        step()
-        total = time.perf_counter() - start
-        if best is None or total < best[0]:
-            best = (total, dict(spent))
-    return best
-
-
 def profile_step(batch, repeat):
-    """(step ms, rows): the best of `repeat` steps, ms per (layer kind, pass)."""
-    rng = np.random.default_rng(0)
-    model = rn.resnet_cifar(20, rng=0)
-    loss, sgd = rn.SoftmaxCrossEntropy(), rn.SGD(model, lr=0.1, momentum=0.9)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
-    spent = collections.Counter()
-
-    def timed(layer, name):                      # wrap one bound method of one layer
-        method, kind = getattr(layer, name), type(layer).__name__
-
-        def run(arg):
-            start = time.perf_counter()
-            result = method(arg)
-            spent[kind, name] += time.perf_counter() - start
-            return result
-        setattr(layer, name, run)
-
-    for _, layer in model.named_layers():
-        if not layer.children():                 # leaves: Conv2d, BatchNorm2d, ReLU, ...
-            timed(layer, "forward")
-            timed(layer, "backward")
-
-    def step():
-        loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
-        sgd.step()
-
-    total, spent_best = best_step(step, spent, repeat)
-    rows = [{"layer": kind, "pass": name, "ms": 1e3 * s, "share": s / total}
-            for (kind, name), s in sorted(spent_best.items(), key=lambda kv: -kv[1])]
-    rest = total - sum(spent_best.values())
-    rows.append({"layer": "loss, SGD, Python", "pass": "", "ms": 1e3 * rest,
-                 "share": rest / total})
-    return 1e3 * total, rows
+    """(step ms, rows): the best of `repeat` steps, ms per (layer kind, pass), as
+    resnet_np.bench.layer_profile times them (a timer around every layer's forward and
+    backward), then the rest of the step: the loss, SGD and the Python between layers."""
+    step_ms, spent = layer_profile(batch, repeat)
+    rows = [{"layer": kind, "pass": name, "ms": ms, "share": ms / step_ms}
+            for (kind, name), ms in sorted(spent.items(), key=lambda kv: -kv[1])]
+    rest = step_ms - sum(spent.values())
+    rows.append({"layer": "loss, SGD, Python", "pass": "", "ms": rest, "share": rest / step_ms})
+    return step_ms, rows
 
 
 # %% 5. The same step on one replica per core, as Trainer.fit runs it

@@ -1,4 +1,4 @@
-"""Benchmark: `python -m resnet_np bench [--batch 128] [--scaling-batch 32] [--json PATH]`.
+"""Benchmark: `python -m resnet_np bench [--batch 128] [--scaling-batch 32] [--layers] [--json PATH]`.
 
 Prints, for every convolution shape of ResNet-20 on CIFAR (all 3x3, padding 1, no
 bias), the forward and backward time in ms and GFLOP/s; then ResNet-20 training
@@ -17,8 +17,15 @@ Peak memory: each framework runs three training steps, or three inference passes
 fresh subprocess that reports resource.getrusage(RUSAGE_SELF).ru_maxrss, so the number
 includes the Python interpreter and the imported libraries (about 30 MB for NumPy, more
 for torch).
+
+Layer by layer (--layers, Linux): a training step on one core, on the images one core
+takes in the trainer's step (batch / cores), each framework in fresh processes held on
+that core, timed per kind of layer and pass: resnet_np by a timer around every layer's
+forward and backward (layer_profile), torch by torch.profiler's time per operator
+(TORCH_OPERATORS). Where is PyTorch faster, and by how much?
 """
 import argparse
+import collections
 import importlib
 import importlib.util
 import json
@@ -31,8 +38,8 @@ import time
 import numpy as np
 
 from ._pages import prefer_small_pages
-from .bench_report import (print_convs, print_resnet20, print_scaling, print_targets,
-                           targets)
+from .bench_report import (print_convs, print_layers, print_resnet20, print_scaling,
+                           print_targets, targets)
 from .layers.conv import Conv2d
 
 # (label, C_in, C_out, H = W of the input, stride): every conv shape in ResNet-20
@@ -67,6 +74,21 @@ def best_ms(fn, repeat):
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * min(times)
+
+
+def best_step(step, spent, repeat):
+    """(seconds, what the timers put in `spent`) of the fastest of `repeat` calls of step(),
+    after one warm-up call; `spent` is the Counter the layers' timers add to."""
+    step()
+    best = None
+    for _ in range(repeat):
+        spent.clear()
+        start = time.perf_counter()
+        step()
+        total = time.perf_counter() - start
+        if best is None or total < best[0]:
+            best = (total, dict(spent))
+    return best
 
 
 # -- one convolution ---------------------------------------------------------------
@@ -302,6 +324,112 @@ def bench_scaling(batch, repeat, torch=None):
     return {name: ms / batch for name, ms in _interleaved(runners, repeat).items()}
 
 
+# -- one core, layer by layer ---------------------------------------------------------
+# torch.profiler's operators, each counted with the operators it calls, and the kind of
+# resnet_np layer and pass each is. What no operator here covers (the shortcuts' slicing and
+# padding, the additions, the loss, SGD, autograd's own work) is "the rest".
+TORCH_OPERATORS = {
+    "aten::convolution": ("Conv2d", "forward"),
+    "aten::convolution_backward": ("Conv2d", "backward"),
+    "aten::batch_norm": ("BatchNorm2d", "forward"),
+    "aten::native_batch_norm_backward": ("BatchNorm2d", "backward"),
+    "aten::relu": ("ReLU", "forward"),
+    "aten::threshold_backward": ("ReLU", "backward"),
+}
+
+
+def layer_profile(images, repeat):
+    """(step ms, {(layer kind, pass): ms}) of the fastest of `repeat` ResNet-20 training
+    steps on `images` random CIFAR-sized images (model.forward and model.backward, SGD with
+    momentum 0.9), every layer's forward and backward timed; the rest of the step is the
+    loss, SGD and the Python between the layers."""
+    from .losses import SoftmaxCrossEntropy
+    from .models import resnet_cifar
+    from .optim import SGD
+    rng = np.random.default_rng(0)
+    model = resnet_cifar(depth=20, rng=0)
+    loss, sgd = SoftmaxCrossEntropy(), SGD(model, lr=0.1, momentum=0.9)
+    x = rng.standard_normal((images, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, images)
+    spent = collections.Counter()
+
+    def timed(layer, name):                      # wrap one bound method of one layer
+        method, kind = getattr(layer, name), type(layer).__name__
+
+        def run(arg):
+            start = time.perf_counter()
+            result = method(arg)
+            spent[kind, name] += time.perf_counter() - start
+            return result
+        setattr(layer, name, run)
+
+    for _, layer in model.named_layers():
+        if not layer.children():                 # leaves: Conv2d, BatchNorm2d, ReLU, ...
+            timed(layer, "forward")
+            timed(layer, "backward")
+
+    def step():
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        sgd.step()
+
+    total, spent_best = best_step(step, spent, repeat)
+    return 1e3 * total, {key: 1e3 * s for key, s in spent_best.items()}
+
+
+def torch_layer_profile(torch, images, repeat):
+    """The same for torch's ResNet-20 (in the threads torch was given): its fastest of
+    `repeat` steps run under torch.profiler, the time of each TORCH_OPERATORS entry."""
+    from torch.profiler import ProfilerActivity, profile
+    steps = _torch_resnet20(torch, images, np.random.default_rng(0))
+    steps["train"]()                             # warm-up
+    best = None
+    for _ in range(repeat):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            steps["train"]()
+            total = time.perf_counter() - start
+        if best is None or total < best[0]:
+            best = (total, prof.key_averages())
+    spent = collections.Counter()
+    for event in best[1]:
+        if event.key in TORCH_OPERATORS:
+            spent[TORCH_OPERATORS[event.key]] += event.cpu_time_total / 1e3   # us -> ms
+    return 1e3 * best[0], dict(spent)
+
+
+def _layers_child(framework, images, repeat):
+    """One process of bench_layers: print {"step_ms", "rows"} as JSON."""
+    prefer_small_pages()
+    if framework == "torch":
+        step_ms, spent = torch_layer_profile(_import_torch(1), images, repeat)
+    else:
+        step_ms, spent = layer_profile(images, repeat)
+    rows = [{"layer": kind, "pass": name, "ms": ms} for (kind, name), ms in spent.items()]
+    print(json.dumps({"step_ms": step_ms, "rows": rows}))
+
+
+def bench_layers(images, repeat, frameworks, rounds=2):
+    """{"images", "core", framework: {"step_ms", "rows"}}: each framework's fastest step on
+    one core, from `rounds` fresh processes each, alternating; None where a process cannot
+    be held on one core (not Linux)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    result = {"images": images, "core": core}
+    for _ in range(rounds):
+        for name in frameworks:
+            code = (f"import os; os.sched_setaffinity(0, {{{core}}}); "   # before NumPy loads
+                    f"from resnet_np import bench; "
+                    f"bench._layers_child({name!r}, {images}, {repeat})")
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                  text=True, check=True)
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+            if name not in result or found["step_ms"] < result[name]["step_ms"]:
+                result[name] = found
+    return result
+
+
 def _conv_threading():
     """How resnet_np's convolution uses the cores (see resnet_np.layers._fast_conv)."""
     fast = importlib.import_module("resnet_np.layers._fast_conv")
@@ -338,6 +466,9 @@ def main(argv=None):
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--convs-only", action="store_true", help="skip the ResNet-20 section")
+    p.add_argument("--layers", action="store_true",
+                   help="also time a training step on one core layer by layer, against torch "
+                        "(each framework in fresh processes held on one core; Linux)")
     args = p.parse_args(argv)
     pages = prefer_small_pages()   # as `python -m resnet_np train` does; see resnet_np/_pages.py
     threads = os.cpu_count() or 1
@@ -370,6 +501,11 @@ def main(argv=None):
         if scaling:
             print_scaling(scaling)
             report["scaling"] = scaling
+    report["layers"] = None
+    if args.layers:
+        images = max(1, args.batch // threads)          # one core's share of the batch
+        report["layers"] = bench_layers(images, args.repeat, frameworks)
+        print_layers(report["layers"], list(TORCH_OPERATORS.values()))
     found = targets(rows, report["resnet20"], report["scaling"])
     report["targets"] = [{"target": text, "met": met} for text, met in found]
     print_targets(found, args.batch)

@@ -58,6 +58,41 @@ def print_scaling(scaling):
         print(f"{name:<13} " + " ".join(f"{per[name]:>17.2f}" for per in scaling.values()))
 
 
+def print_layers(layers, kinds):
+    """One core, layer kind by layer kind: ms per step per framework and the ratio, for the
+    (layer kind, pass) pairs `kinds` (those torch's operators are mapped to); every other
+    layer of resnet_np counts in "the rest"."""
+    if layers is None:
+        print("\nlayer by layer: not measured (it needs a process held on one core: Linux)")
+        return
+    names = [name for name in ("numpy", "torch") if name in layers]
+    print(f"\nOne core, {layers['images']} images: a ResNet-20 training step layer by layer, "
+          "ms (each framework's fastest step)")
+    print(f"{'layer':<13} {'pass':<9}" + "".join(f"{name:>9}" for name in names) +
+          (f" {'x torch':>8}" if "torch" in names else ""))
+    spent = {name: {(r["layer"], r["pass"]): r["ms"] for r in layers[name]["rows"]}
+             for name in names}
+
+    def line(label, values, ratio=True):
+        print(f"{label:<23}" + "".join(f"{v:>9.1f}" for v in values) +
+              (f" {values[0] / values[1]:>7.2f}x" if ratio and len(values) == 2 and values[1] > 0
+               else ""))
+
+    for kind, name in sorted(kinds, key=lambda k: -spent["numpy"].get(k, 0.0)):
+        line(f"{kind:<13} {name}", [spent[n].get((kind, name), 0.0) for n in names])
+    steps = [layers[name]["step_ms"] for name in names]
+    line("the rest", [step - sum(spent[n].get(k, 0.0) for k in kinds)
+                      for step, n in zip(steps, names)], ratio=False)
+    line("the whole step", steps)
+    print("numpy: a timer around every layer's forward and backward; the rest is the shortcuts,\n"
+          "pooling, the dense layer, the blocks' additions, the loss, SGD and the Python between\n"
+          "layers." + (
+              "\ntorch: torch.profiler's time of each operator (aten::convolution, "
+              "aten::batch_norm,\naten::relu and their backward), one thread, in the fastest "
+              "profiled step; the rest\nis the shortcuts, pooling, the linear layer, the "
+              "additions, the loss, SGD and autograd." if "torch" in names else ""))
+
+
 def targets(rows, result, scaling):
     """The issue's targets as (text, met) pairs; met is None when a figure is missing."""
     found = []

@@ -1,20 +1,26 @@
 """python -m resnet_np bench: a smoke test at a tiny batch (timings are for the benchmark,
 never for tests), and the target verdicts on made-up figures."""
 import json
+import os
 
-from resnet_np.bench import main
+import pytest
+
+from resnet_np.bench import TORCH_OPERATORS, main, torch_layer_profile
 from resnet_np.bench_report import targets
 
 
-def test_bench_runs_and_writes_every_figure(tmp_path, capsys):
+def _bench(tmp_path, capsys, *flags):
+    """(what it printed, the JSON report) of a tiny bench run without torch."""
     path = tmp_path / "bench.json"
-    argv = ["--batch", "2", "--scaling-batch", "3", "--repeat", "1", "--no-torch",
-            "--json", str(path)]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    assert main(["--batch", "2", "--repeat", "1", "--no-torch", "--json", str(path),
+                 *flags]) == 0
+    return capsys.readouterr().out, json.loads(path.read_text())
+
+
+def test_bench_runs_and_writes_every_figure(tmp_path, capsys):
+    out, report = _bench(tmp_path, capsys, "--scaling-batch", "3")
     assert "3->16 32x32" in out and "64->64 8x8" in out and "Targets" in out
     assert "batch 2 ms/img" in out and "batch 3 ms/img" in out
-    report = json.loads(path.read_text())
     assert report["batch"] == 2 and len(report["convs"]) == 6
     assert {row["framework"] for row in report["convs"]} == {"numpy"}
     assert all(row["forward_ms"] > 0 and row["backward_gflops"] > 0 for row in report["convs"])
@@ -26,6 +32,28 @@ def test_bench_runs_and_writes_every_figure(tmp_path, capsys):
     assert set(report["scaling"]) == {"2", "3"} and report["scaling"]["3"]["numpy"] > 0
     assert [t["target"].split(":")[0] for t in report["targets"]] == [
         "inference peak RSS <= half the training step's"]
+
+
+def test_bench_layers_times_each_layer_kind_on_one_core(tmp_path, capsys):
+    out, report = _bench(tmp_path, capsys, "--convs-only", "--layers")
+    layers = report["layers"]
+    if not hasattr(os, "sched_setaffinity"):                   # not Linux: said, not measured
+        assert layers is None and "not measured" in out
+        return
+    assert "layer by layer" in out and "the whole step" in out and "torch" not in layers
+    assert layers["images"] == max(1, 2 // (os.cpu_count() or 1))
+    spent = {(r["layer"], r["pass"]): r["ms"] for r in layers["numpy"]["rows"]}
+    assert set(TORCH_OPERATORS.values()) <= set(spent)         # every kind torch is timed in
+    assert all(ms > 0 for ms in spent.values())
+    assert sum(spent.values()) <= layers["numpy"]["step_ms"]  # the layers are inside the step
+
+
+def test_torch_layer_profile_finds_every_operator():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    step_ms, spent = torch_layer_profile(torch, 2, 1)
+    assert set(spent) == set(TORCH_OPERATORS.values())
+    assert all(ms > 0 for ms in spent.values()) and sum(spent.values()) <= step_ms
 
 
 def _figures(numpy_ms, torch_ms, train, infer, peaks):
