@@ -422,8 +422,10 @@ def bench_layers(images, repeat, frameworks, rounds=2):
             code = (f"import os; os.sched_setaffinity(0, {{{core}}}); "   # before NumPy loads
                     f"from resnet_np import bench; "
                     f"bench._layers_child({name!r}, {images}, {repeat})")
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                  text=True, check=True)
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"bench --layers: the {name} process failed (exit code "
+                                   f"{done.returncode}):\n{done.stderr[-2000:]}")
             found = json.loads(done.stdout.strip().splitlines()[-1])
             if name not in result or found["step_ms"] < result[name]["step_ms"]:
                 result[name] = found

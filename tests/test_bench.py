@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from resnet_np.bench import TORCH_OPERATORS, main, torch_layer_profile
+from resnet_np.bench import TORCH_OPERATORS, bench_layers, main, torch_layer_profile
 from resnet_np.bench_report import targets
 
 
@@ -46,6 +46,12 @@ def test_bench_layers_times_each_layer_kind_on_one_core(tmp_path, capsys):
     assert set(TORCH_OPERATORS.values()) <= set(spent)         # every kind torch is timed in
     assert all(ms > 0 for ms in spent.values())
     assert sum(spent.values()) <= layers["numpy"]["step_ms"]  # the layers are inside the step
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="held on one core: Linux")
+def test_bench_layers_reports_a_failed_process_with_its_error():
+    with pytest.raises(RuntimeError, match="numpy process failed(.|\n)*non-empty batch"):
+        bench_layers(0, 1, ["numpy"], rounds=1)               # zero images: Conv2d refuses
 
 
 def test_torch_layer_profile_finds_every_operator():
