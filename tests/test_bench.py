@@ -56,8 +56,12 @@ def test_bench_layers_reports_a_failed_process_with_its_error():
 
 def test_torch_layer_profile_finds_every_operator():
     torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
-    step_ms, spent = torch_layer_profile(torch, 2, 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                   # as bench --layers runs it
+    try:
+        step_ms, spent = torch_layer_profile(torch, 2, 1)
+    finally:
+        torch.set_num_threads(threads)
     assert set(spent) == set(TORCH_OPERATORS.values())
     assert all(ms > 0 for ms in spent.values()) and sum(spent.values()) <= step_ms
 
