@@ -58,7 +58,7 @@ try:
 except ImportError:     # run from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import resnet_np as rn
-from resnet_np.bench import CONV_SHAPES, best_ms, best_step, layer_profile
+from resnet_np.bench import CONV_SHAPES, best_ms, best_step, held_python, layer_profile
 from resnet_np._pages import prefer_small_pages
 from resnet_np.layers import _fast_conv
 
@@ -246,13 +246,8 @@ def steps_in_processes(images, repeat, core_sets):
     cores before it runs this script, so resnet_np there sees only those."""
     argv = [os.path.abspath(__file__), "--time-steps", str(images), "--repeat", str(repeat),
             "--wait"]
-
-    def command(cores):
-        return [sys.executable, "-c", "import os, runpy, sys; "
-                f"os.sched_setaffinity(0, {sorted(cores)}); sys.argv = {argv!r}; "
-                "runpy.run_path(sys.argv[0], run_name='__main__')"]
-
-    children = [subprocess.Popen(command(cores), stdin=subprocess.PIPE,
+    code = f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path(sys.argv[0], run_name='__main__')"
+    children = [subprocess.Popen(held_python(cores, code), stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True) for cores in core_sets]
     for child in children:
         child.stdout.readline()                  # "ready" (or "" if it failed)

@@ -398,6 +398,13 @@ def torch_layer_profile(torch, images, repeat):
     return 1e3 * best[0], dict(spent)
 
 
+def held_python(cores, code):
+    """The command that runs the Python `code` in a fresh process held on `cores` (Linux)
+    from its first line, before NumPy loads, so that resnet_np and OpenBLAS there see only
+    those cores."""
+    return [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {sorted(cores)}); {code}"]
+
+
 def _layers_child(framework, images, repeat):
     """One process of bench_layers: print {"step_ms", "rows"} as JSON."""
     prefer_small_pages()
@@ -419,10 +426,8 @@ def bench_layers(images, repeat, frameworks, rounds=2):
     result = {"images": images, "core": core}
     for _ in range(rounds):
         for name in frameworks:
-            code = (f"import os; os.sched_setaffinity(0, {{{core}}}); "   # before NumPy loads
-                    f"from resnet_np import bench; "
-                    f"bench._layers_child({name!r}, {images}, {repeat})")
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            code = f"from resnet_np import bench; bench._layers_child({name!r}, {images}, {repeat})"
+            done = subprocess.run(held_python({core}, code), capture_output=True, text=True)
             if done.returncode:
                 raise RuntimeError(f"bench --layers: the {name} process failed (exit code "
                                    f"{done.returncode}):\n{done.stderr[-2000:]}")
